@@ -1,0 +1,80 @@
+"""Finding passages: dense (FAISS) and keyword (BM25 over FTS5), fused by reciprocal rank fusion.
+
+Dense retrieval finds paraphrases; keyword retrieval finds the rare names and numbers
+("Kyivstar", "X-59") that a small embedding model blurs. RRF needs no score calibration between
+the two, only ranks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .records import Passage
+from .store import IndexStore
+from .text import keyword_terms
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    candidates: int = 50
+    rrf_k: int = 60
+
+
+class Retriever:
+    def __init__(self, store: IndexStore, encoder, config: RetrievalConfig = RetrievalConfig()):
+        self.store = store
+        self.encoder = encoder
+        self.config = config
+
+    def retrieve(self, query: str, n: int) -> list[Passage]:
+        """The `n` best passages for `query`, best first."""
+        return self.retrieve_many([query], n)[0]
+
+    def retrieve_many(self, queries: Sequence[str], n: int) -> list[list[Passage]]:
+        """The batch call behind `retrieve`: one encoder and one FAISS call for all queries.
+
+        The caller holds `store.reading()` so every query sees the same generation.
+        """
+        if len(queries) == 1 and hasattr(self.encoder, "encode_query"):
+            vectors = self.encoder.encode_query(queries[0])[None, :]
+        else:
+            vectors = self.encoder.encode(list(queries))
+        depth = max(self.config.candidates, n)
+        dense_lists = self.store.closest_chunks(vectors, depth)
+        keyword_lists = [self.store.keyword_chunks(keyword_terms(q), depth) for q in queries]
+        fused_lists = [self._fuse(dense, keyword, n) for dense, keyword in zip(dense_lists, keyword_lists)]
+        chunks = self.store.chunks(sorted({cid for fused in fused_lists for cid, *_ in fused}))
+        titles = self.store.titles(c.article_id for c in chunks.values())
+        results = []
+        for fused in fused_lists:
+            passages = []
+            for chunk_id, score, dense_rank, keyword_rank, cosine in fused:
+                chunk = chunks.get(chunk_id)
+                if chunk is None:  # deleted by a writer since the vectors were loaded
+                    continue
+                passages.append(
+                    Passage(chunk.article_id, titles.get(chunk.article_id, ""), chunk.start, chunk.end, chunk.text,
+                            score, dense_rank, keyword_rank, cosine)
+                )
+            results.append(passages)
+        return results
+
+    def _fuse(self, dense: list[tuple[int, float]], keyword: list[tuple[int, float]], n: int):
+        k = self.config.rrf_k
+        scores: dict[int, float] = {}
+        dense_rank = {cid: rank for rank, (cid, _) in enumerate(dense)}
+        keyword_rank = {cid: rank for rank, (cid, _) in enumerate(keyword)}
+        cosine = dict(dense)
+        for ranking in (dense_rank, keyword_rank):
+            for cid, rank in ranking.items():
+                scores[cid] = scores.get(cid, 0.0) + 1.0 / (k + rank + 1)
+        best = sorted(scores, key=lambda cid: -scores[cid])[:n]
+        return [(cid, scores[cid], dense_rank.get(cid), keyword_rank.get(cid), cosine.get(cid)) for cid in best]
+
+
+def rrf_normalised(score: float, k: int) -> float:
+    """An RRF score on 0..1: 1 when both retrievers rank a passage first."""
+    return float(np.clip(score * (k + 1) / 2.0, 0.0, 1.0))

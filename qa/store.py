@@ -1,0 +1,356 @@
+"""The index on disk: articles and chunks in SQLite (with an FTS5 keyword index), vectors in FAISS.
+
+Layout of `QA_INDEX_DIR`:
+- `index.sqlite`: articles, chunks, the FTS5 table, and `meta` (what the index was built with and
+  its generation number).
+- `vectors-<generation>.faiss`: the vectors of that generation, chunk ids as FAISS ids.
+- `write.lock`: held by the one writer.
+
+A change writes the next generation's FAISS file completely, then commits SQLite, which names the
+new generation: the commit is the atomic switch. A crash before it leaves the previous generation
+whole (the orphan file is removed on the next write); after it, both halves are in place.
+Readers in other processes notice the generation change and load the new file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import faiss
+import numpy as np
+
+from .errors import Busy, IndexMismatch
+from .records import Article, Chunk
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS articles (
+    id TEXT PRIMARY KEY, text TEXT NOT NULL, title TEXT NOT NULL, published TEXT, source TEXT,
+    url TEXT, excluded TEXT NOT NULL, ingested_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, article_id TEXT NOT NULL, start INTEGER NOT NULL,
+    end INTEGER NOT NULL, text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_by_article ON chunks(article_id);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(text, tokenize='unicode61 remove_diacritics 2');
+"""
+
+
+class ReadWriteLock:
+    """Many readers or one writer, so a search never sees half of a change."""
+
+    def __init__(self):
+        self._condition = threading.Condition()
+        self._readers = 0
+        self._writing = False
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        with self._condition:
+            while self._writing:
+                self._condition.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._readers -= 1
+                self._condition.notify_all()
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        with self._condition:
+            while self._writing or self._readers:
+                self._condition.wait()
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._writing = False
+                self._condition.notify_all()
+
+
+class IndexStore:
+    """Articles, chunks, keyword index and vectors of one index folder."""
+
+    def __init__(self, directory: Path, manifest: dict[str, object], writer_timeout: float = 30.0):
+        """Open (or create) the index at `directory`.
+
+        `manifest` says what the caller will write (model, dimension, chunking); an existing index
+        built otherwise is refused with `IndexMismatch`, never mixed.
+        """
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.manifest = {k: manifest[k] for k in sorted(manifest)}
+        self.dimension = int(manifest["dimension"])
+        self.writer_timeout = writer_timeout
+        self._path = self.directory / "index.sqlite"
+        self._local = threading.local()
+        self._lock = ReadWriteLock()
+        self._generation = -1
+        self._vectors = self._empty_vectors()
+        with self._connect() as db:
+            db.executescript(_SCHEMA)
+        self._check_manifest()
+        self.refresh()
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self._path, timeout=30.0, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        return db
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        # One connection per thread: the API serves requests from a thread pool.
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = self._connect()
+        return db
+
+    def _meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _check_manifest(self) -> None:
+        stored = self._meta("manifest")
+        if stored is None:
+            with self._writer():
+                if self._meta("manifest") is None:
+                    self._db.execute("INSERT OR REPLACE INTO meta VALUES ('manifest', ?)", (json.dumps(self.manifest),))
+                    self._db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', '0')")
+            return
+        built = json.loads(stored)
+        if built != self.manifest:
+            differences = ", ".join(
+                f"{key} {built.get(key)!r} (settings ask for {self.manifest.get(key)!r})"
+                for key in sorted(set(built) | set(self.manifest))
+                if built.get(key) != self.manifest.get(key)
+            )
+            raise IndexMismatch(
+                "index_mismatch",
+                f"the index in {self.directory} was built with {differences}; "
+                "point QA_INDEX_DIR at a new folder or rebuild it with `qa rebuild`",
+            )
+
+    # -- generations -------------------------------------------------------------------------
+
+    def _empty_vectors(self) -> faiss.IndexIDMap2:
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dimension))
+
+    def _vectors_path(self, generation: int) -> Path:
+        return self.directory / f"vectors-{generation}.faiss"
+
+    @property
+    def generation(self) -> int:
+        return int(self._meta("generation") or 0)
+
+    def refresh(self) -> None:
+        """Load the newest generation if another process (or a restart) changed the index."""
+        generation = self.generation
+        if generation == self._generation:
+            return
+        with self._lock.writing():
+            for _ in range(5):
+                generation = self.generation
+                if generation == self._generation:
+                    return
+                path = self._vectors_path(generation)
+                try:
+                    vectors = faiss.read_index(str(path)) if generation else self._empty_vectors()
+                except RuntimeError:
+                    # The writer replaced it between our two looks; read the generation again.
+                    time.sleep(0.05)
+                    continue
+                self._vectors, self._generation = vectors, generation
+                log.info("index generation %d: %d vectors", generation, vectors.ntotal)
+                return
+            raise Busy("busy", "the index changed while it was being read; try again")
+
+    @contextlib.contextmanager
+    def _writer(self) -> Iterator[None]:
+        """The one writer across processes: an exclusive lock on `write.lock`."""
+        with open(self.directory / "write.lock", "a+") as handle:
+            deadline = time.monotonic() + self.writer_timeout
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise Busy("busy", "another process is writing to the index; try again") from None
+                    time.sleep(0.1)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def write(
+        self,
+        articles: Sequence[Article],
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+        delete: Iterable[str] = (),
+    ) -> tuple[list[str], list[str], list[str]]:
+        """Add or replace `articles` (with their chunks and vectors) and delete `delete`, atomically.
+
+        Returns (added, replaced, deleted) article ids.
+        """
+        if len(chunks) != len(vectors):
+            raise ValueError("one vector per chunk")
+        with self._writer():
+            self.refresh()
+            db = self._db
+            ids = [a.id for a in articles]
+            wanted_gone = [i for i in delete if i not in ids]
+            present = {
+                row[0]
+                for row in db.execute(
+                    f"SELECT id FROM articles WHERE id IN ({','.join('?' * len(ids + wanted_gone))})",
+                    ids + wanted_gone,
+                )
+            } if ids or wanted_gone else set()
+            stale_ids = [
+                row[0]
+                for row in db.execute(
+                    f"SELECT id FROM chunks WHERE article_id IN ({','.join('?' * len(present))})", list(present)
+                )
+            ] if present else []
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                if present:
+                    marks = ",".join("?" * len(present))
+                    db.execute(f"DELETE FROM chunks_fts WHERE rowid IN (SELECT id FROM chunks WHERE article_id IN ({marks}))", list(present))
+                    db.execute(f"DELETE FROM chunks WHERE article_id IN ({marks})", list(present))
+                    db.execute(f"DELETE FROM articles WHERE id IN ({marks})", list(present))
+                now = time.time()
+                db.executemany(
+                    "INSERT INTO articles VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(a.id, a.text, a.title, a.published, a.source, a.url, json.dumps(a.excluded), now) for a in articles],
+                )
+                new_ids = []
+                for chunk in chunks:
+                    cursor = db.execute(
+                        "INSERT INTO chunks (article_id, start, end, text) VALUES (?, ?, ?, ?)",
+                        (chunk.article_id, chunk.start, chunk.end, chunk.text),
+                    )
+                    new_ids.append(cursor.lastrowid)
+                db.executemany("INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)", [(i, c.text) for i, c in zip(new_ids, chunks)])
+                # The next generation's vectors, written whole before the commit names them.
+                updated = faiss.clone_index(self._vectors)
+                if stale_ids:
+                    updated.remove_ids(np.asarray(stale_ids, dtype=np.int64))
+                if new_ids:
+                    updated.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(new_ids, dtype=np.int64))
+                generation = self._generation + 1
+                self._save_vectors(updated, generation)
+                db.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(generation),))
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            with self._lock.writing():
+                self._vectors, self._generation = updated, generation
+            self._remove_other_generations(generation)
+        added = [i for i in ids if i not in present]
+        replaced = [i for i in ids if i in present]
+        deleted = [i for i in wanted_gone if i in present]
+        return added, replaced, deleted
+
+    def _save_vectors(self, vectors: faiss.Index, generation: int) -> None:
+        path = self._vectors_path(generation)
+        temporary = path.with_suffix(".tmp")
+        faiss.write_index(vectors, str(temporary))
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+
+    def _remove_other_generations(self, keep: int) -> None:
+        for path in self.directory.glob("vectors-*"):
+            if path.name != self._vectors_path(keep).name:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
+    # -- reads -------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """A consistent view for one request: vectors and rows of the same generation."""
+        self.refresh()
+        with self._lock.reading():
+            yield
+
+    def counts(self) -> tuple[int, int]:
+        articles = self._db.execute("SELECT COUNT(*) FROM articles").fetchone()[0]
+        chunks = self._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        return articles, chunks
+
+    def article(self, article_id: str) -> Article | None:
+        row = self._db.execute(
+            "SELECT id, text, title, published, source, url, excluded FROM articles WHERE id = ?", (article_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        return Article(*row[:6], excluded=tuple(tuple(span) for span in json.loads(row[6])))
+
+    def article_ids(self) -> list[str]:
+        return [row[0] for row in self._db.execute("SELECT id FROM articles ORDER BY id")]
+
+    def titles(self, article_ids: Iterable[str]) -> dict[str, str]:
+        ids = list(set(article_ids))
+        if not ids:
+            return {}
+        rows = self._db.execute(f"SELECT id, title FROM articles WHERE id IN ({','.join('?' * len(ids))})", ids)
+        return dict(rows.fetchall())
+
+    def chunks(self, chunk_ids: Sequence[int]) -> dict[int, Chunk]:
+        if not chunk_ids:
+            return {}
+        ids = [int(i) for i in chunk_ids]
+        rows = self._db.execute(
+            f"SELECT id, article_id, start, end, text FROM chunks WHERE id IN ({','.join('?' * len(ids))})", ids
+        )
+        return {row[0]: Chunk(*row[1:]) for row in rows}
+
+    def closest_chunks(self, vectors: np.ndarray, n: int) -> list[list[tuple[int, float]]]:
+        """For each query vector, the `n` most similar chunks as (chunk id, cosine)."""
+        if self._vectors.ntotal == 0:
+            return [[] for _ in range(len(vectors))]
+        scores, ids = self._vectors.search(np.ascontiguousarray(vectors, dtype=np.float32), min(n, self._vectors.ntotal))
+        return [[(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i >= 0] for row_ids, row_scores in zip(ids, scores)]
+
+    def keyword_chunks(self, terms: Sequence[str], n: int) -> list[tuple[int, float]]:
+        """The `n` best chunks by BM25 for any of `terms`, as (chunk id, BM25 score; higher is better)."""
+        terms = [t for t in dict.fromkeys(terms) if t]
+        if not terms:
+            return []
+        # Each term quoted: FTS5 then reads "x-59" as the phrase "x 59", and no term is an operator.
+        query = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        rows = self._db.execute(
+            "SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?", (query, n)
+        )
+        return [(int(rowid), -float(score)) for rowid, score in rows]
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
