@@ -1,0 +1,42 @@
+"""Choosing the reader named by the `reader` setting."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..errors import BadInput
+from .base import Reader
+
+log = logging.getLogger(__name__)
+
+SHIPPED_READER = Path(__file__).resolve().parent.parent / "models" / "reader"
+
+
+def make_reader(setting: str, encoder) -> Reader:
+    """`rules`, `neural` (the reader trained here and shipped in `qa/models/reader`), `auto` (the
+    shipped neural reader where it is present, else rules), or a folder holding an ONNX reader or
+    any Hugging Face extractive-QA checkpoint."""
+    from .rules import RuleReader
+
+    if setting == "rules":
+        return RuleReader(encoder)
+    if setting in ("auto", "neural"):
+        if (SHIPPED_READER / "model.onnx").exists():
+            return _neural(SHIPPED_READER, encoder)
+        if setting == "neural":
+            raise BadInput("bad_reader", f"no trained reader in {SHIPPED_READER}; run `qa train-reader`")
+        log.info("no trained reader shipped; using the rule reader")
+        return RuleReader(encoder)
+    path = Path(setting)
+    if not path.is_dir():
+        raise BadInput("bad_reader", f"QA_READER={setting!r} is not rules, neural, auto or a model folder")
+    return _neural(path, encoder)
+
+
+def _neural(path: Path, encoder) -> Reader:
+    from .neural import load_neural_reader
+
+    reader = load_neural_reader(path)
+    log.info("reader: %s from %s", reader.name, path)
+    return reader
