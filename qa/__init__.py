@@ -1,0 +1,11 @@
+"""Semantic search, question answering and citation lookup over news articles, with exact offsets."""
+
+from .engine import Engine
+from .errors import BadInput, IndexMismatch, NotFound, QAError
+from .records import Answer, Article, Chunk, Citation, Context, Match, Passage, Sentence
+from .settings import Settings
+
+__all__ = [
+    "Answer", "Article", "BadInput", "Chunk", "Citation", "Context", "Engine", "IndexMismatch",
+    "Match", "NotFound", "Passage", "QAError", "Sentence", "Settings",
+]

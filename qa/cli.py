@@ -1,0 +1,245 @@
+"""The `qa` command: a thin shell over one `Engine`.
+
+Errors the user can fix come out as one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Sequence
+
+from .errors import QAError
+from .settings import Settings
+
+log = logging.getLogger("qa")
+
+
+def _engine(settings: Settings):
+    from .engine import Engine
+
+    return Engine(settings)
+
+
+def _progress(description: str):
+    """A progress bar on a terminal; nothing when the output goes to a file or a pipe."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, desc=description, unit="chunk", leave=False)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+def cmd_ingest(args, settings: Settings) -> int:
+    from .articles import read_paths
+
+    articles = read_paths(args.paths)  # every file read and checked before the index is touched
+    if not articles:
+        raise QAError("nothing", "no articles found in " + " ".join(args.paths))
+    engine = _engine(settings)
+    report = engine.ingest(articles, _progress("embedding"))
+    print(f"{len(report.added)} added, {len(report.replaced)} replaced, {report.chunks} chunks in {report.seconds:.1f}s")
+    return 0
+
+
+def cmd_rebuild(args, settings: Settings) -> int:
+    """Re-embed every stored article into a fresh index, then swap it in (after a change of model
+    or chunking). The old index stays whole until the new one is complete."""
+    import dataclasses
+    import shutil
+    import sqlite3
+    import tempfile
+    from pathlib import Path
+
+    from .articles import make_article
+
+    old = Path(settings.index_dir)
+    if not (old / "index.sqlite").exists():
+        raise QAError("not_found", f"no index in {old}")
+    with sqlite3.connect(old / "index.sqlite") as db:
+        rows = db.execute("SELECT id, text, title, published, source, url FROM articles").fetchall()
+    keys = ("id", "text", "title", "published", "source", "url")
+    articles = [make_article(dict(zip(keys, row))) for row in rows]
+    fresh = Path(tempfile.mkdtemp(prefix=old.name + ".rebuild-", dir=old.resolve().parent))
+    engine = _engine(dataclasses.replace(settings, index_dir=fresh))
+    report = engine.ingest(articles, _progress("embedding"))
+    engine.close()
+    backup = old.with_name(old.name + ".old")
+    shutil.rmtree(backup, ignore_errors=True)
+    old.rename(backup)
+    fresh.rename(old)
+    shutil.rmtree(backup, ignore_errors=True)
+    print(f"rebuilt {len(articles)} articles, {report.chunks} chunks")
+    return 0
+
+
+def cmd_ask(args, settings: Settings) -> int:
+    from .api import answer_json
+
+    engine = _engine(settings)
+    engine.build_if_empty()
+    answers = engine.ask(args.question, args.top_k)
+    if args.json:
+        print(json.dumps({"question": args.question, "answers": [answer_json(a) for a in answers]}, ensure_ascii=False, indent=2))
+    elif not answers:
+        print("No answer in the articles.")
+    else:
+        for rank, a in enumerate(answers, 1):
+            c = a.citation
+            print(f"{rank}. {a.text}  (score {a.score:.2f})")
+            print(f"   {c.title} [{c.article_id} {c.start}:{c.end}]")
+            print(f"   “{a.context.text}”")
+    return 0
+
+
+def cmd_search(args, settings: Settings) -> int:
+    from .api import passage_json
+
+    engine = _engine(settings)
+    engine.build_if_empty()
+    results = engine.search(args.query, args.k)
+    if args.json:
+        print(json.dumps({"query": args.query, "results": [passage_json(p) for p in results]}, ensure_ascii=False, indent=2))
+    else:
+        for rank, p in enumerate(results, 1):
+            text = " ".join(p.text.split())
+            print(f"{rank}. {p.title} [{p.article_id} {p.start}:{p.end}] score {p.score:.4f}")
+            print(f"   {text[:300]}{'…' if len(text) > 300 else ''}")
+    return 0
+
+
+def cmd_cite(args, settings: Settings) -> int:
+    from .api import match_json
+
+    engine = _engine(settings)
+    engine.build_if_empty()
+    matches = engine.cite(args.text, args.k)
+    if args.json:
+        print(json.dumps({"text": args.text, "matches": [match_json(m) for m in matches]}, ensure_ascii=False, indent=2))
+    elif not matches:
+        print("No article supports this text.")
+    else:
+        for rank, m in enumerate(matches, 1):
+            print(f"{rank}. {m.kind} (score {m.score:.2f}) {m.title} [{m.article_id} {m.start}:{m.end}]")
+            print(f"   “{' '.join(m.text.split())}”")
+    return 0
+
+
+def cmd_serve(args, settings: Settings) -> int:
+    import uvicorn
+
+    from .api import create_app
+
+    engine = _engine(settings)
+    if args.build:
+        engine.build_if_empty(_progress("building the index"))
+    articles, chunks = engine.store.counts()
+    log.info("serving %d articles (%d chunks) on http://%s:%d (docs at /docs)", articles, chunks, settings.host, settings.port)
+    uvicorn.run(create_app(engine), host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    return 0
+
+
+def cmd_eval(args, settings: Settings) -> int:
+    from .evaluate import evaluate_file
+
+    report = evaluate_file(args.file, settings, limit=args.limit, reader=args.reader, gold_passages=args.gold)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for key, value in report.items():
+            if not isinstance(value, (list, dict)):
+                print(f"{key:>28}: {value:.4f}" if isinstance(value, float) else f"{key:>28}: {value}")
+    return 0
+
+
+def cmd_train_reader(args, settings: Settings) -> int:
+    from .training import main as train_main
+
+    return train_main(args.rest)
+
+
+def cmd_settings(args, settings: Settings) -> int:
+    for env, default, help_text in Settings.describe():
+        print(f"{env:<22} {default:<12} {help_text}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qa", description="Search, ask and cite over news articles.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", help="add or replace articles from .txt/.md files, folders or .jsonl files")
+    p.add_argument("paths", nargs="+")
+    p.set_defaults(run=cmd_ingest)
+
+    p = sub.add_parser("rebuild", help="re-embed every stored article (after changing model or chunking)")
+    p.set_defaults(run=cmd_rebuild)
+
+    p = sub.add_parser("ask", help="answer a question from the articles")
+    p.add_argument("question")
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
+    p.set_defaults(run=cmd_ask)
+
+    p = sub.add_parser("search", help="find passages")
+    p.add_argument("query")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
+    p.set_defaults(run=cmd_search)
+
+    p = sub.add_parser("cite", help="find where the articles say a text")
+    p.add_argument("text")
+    p.add_argument("-k", type=int, default=5)
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
+    p.set_defaults(run=cmd_cite)
+
+    p = sub.add_parser("serve", help="serve the HTTP API on the index as it is")
+    p.add_argument("--build", action="store_true", help="first index QA_CORPUS_DIR if the index is empty")
+    p.set_defaults(run=cmd_serve)
+
+    p = sub.add_parser("eval", help="score a question set (news JSONL, SQuAD JSON or a citation JSONL)")
+    p.add_argument("file")
+    p.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    p.add_argument("--reader", default=None, help="reader to score (default: the QA_READER setting)")
+    p.add_argument("--gold", action="store_true", help="SQuAD: read each question's own paragraph (no retrieval)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_eval)
+
+    p = sub.add_parser("train-reader", help="train the neural reader (see qa/models/reader/MODEL_CARD.md)", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(run=cmd_train_reader)
+
+    p = sub.add_parser("settings", help="list the settings and their environment variables")
+    p.set_defaults(run=cmd_settings)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        level = settings.log_level.upper() if args.command == "serve" else "INFO" if args.verbose else "WARNING"
+        logging.basicConfig(level=getattr(logging, level, logging.INFO), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return args.run(args, settings)
+    except QAError as error:
+        print(f"qa: {error.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("qa: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

