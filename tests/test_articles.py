@@ -1,0 +1,81 @@
+import json
+
+import pytest
+
+from qa.articles import kept_spans, make_article, read_paths
+from qa.chunking import sentences
+from qa.errors import BadInput
+
+from .conftest import CORPUS
+
+
+def by_id():
+    return {a.id: a for a in read_paths([CORPUS])}
+
+
+def test_seed_articles_are_stored_unchanged():
+    for article in read_paths([CORPUS]):
+        assert article.text == (CORPUS / f"{article.id}.txt").read_bytes().decode("utf-8")
+
+
+def test_titles_dates_and_sources_come_from_the_text():
+    articles = by_id()
+    assert articles["004_4ca52c00881b59f2"].title == "Russia hits back at Ukraine with deadly air attacks after devastating drone blitz"
+    assert articles["002_3806188b7ba67ac3"].title == "NATO and Ukraine to hold special meeting on air defence"
+    assert articles["002_3806188b7ba67ac3"].source == "RTE.ie"
+    assert articles["003_bd9df7c1096ea33d"].published == "2023-11-07"
+    # No headline line: the first sentence stands in.
+    assert articles["000_af743333a229a83a"].title.startswith("The governor of Kyiv, Oleksiy Kuleba")
+
+
+@pytest.mark.parametrize("noise", ["Remind me later.", "(Image: Getty)", "Read the latest developments in Ukraine",
+                                   "Dear readers,", "· RTE.ie", "date 2023-11-07"])
+def test_text_not_the_articles_own_is_kept_out_of_sentences(noise):
+    for article in read_paths([CORPUS]):
+        for sentence in sentences(article):
+            assert noise not in sentence.text
+            assert article.text[sentence.start:sentence.end] == sentence.text
+
+
+def test_a_glued_site_name_is_cut_from_its_sentence_only():
+    article = by_id()["002_3806188b7ba67ac3"]
+    first = [s.text for s in sentences(article)][1]
+    assert first.startswith("Ambassadors from NATO and Ukraine will hold a special meeting")
+
+
+def test_jsonl_fields(tmp_path):
+    path = tmp_path / "a.jsonl"
+    path.write_text(json.dumps({"id": "x1", "text": "Body text here.", "title": "T", "published": "2024-01-02", "url": "http://e"}) + "\n")
+    [article] = read_paths([path])
+    assert (article.id, article.title, article.published, article.url) == ("x1", "T", "2024-01-02", "http://e")
+
+
+@pytest.mark.parametrize("record, message", [
+    ({"id": "a"}, "has no text"),
+    ({"id": "a", "text": "   "}, "has no text"),
+    ({"text": "x"}, "needs an 'id'"),
+    ({"id": "a", "text": "x", "published": "Jan 5"}, "YYYY-MM-DD"),
+    ({"id": "a b/c", "text": "x"}, "needs an 'id'"),
+])
+def test_bad_records_are_refused(record, message):
+    with pytest.raises(BadInput, match=message):
+        make_article(record)
+
+
+def test_bad_files_name_the_file(tmp_path):
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(BadInput, match="latin1.txt: not UTF-8"):
+        read_paths([bad])
+    with pytest.raises(BadInput, match="no such file"):
+        read_paths([tmp_path / "missing.txt"])
+    broken = tmp_path / "b.jsonl"
+    broken.write_text('{"id": "a", "text": "ok"}\n{not json\n')
+    with pytest.raises(BadInput, match="b.jsonl:2"):
+        read_paths([broken])
+
+
+def test_kept_spans_cut_around_exclusions():
+    article = make_article({"id": "a", "text": "Real text here.\nPhoto of it (Image: Getty)\nMore real text."})
+    kept = kept_spans(article, [(0, len(article.text))])
+    assert [article.text[s:e] for s, e in kept] == ["Real text here.", "More real text."]

@@ -1,0 +1,72 @@
+"""Integration: the seed articles through the real model, FAISS and SQLite."""
+
+import pytest
+
+from qa.errors import BadInput, NotFound
+
+
+def check_offsets(engine, answer):
+    article = engine.article(answer.citation.article_id)
+    assert article.text[answer.citation.start:answer.citation.end] == answer.text
+    assert article.text[answer.context.start:answer.context.end] == answer.context.text
+    assert answer.context.start <= answer.citation.start < answer.citation.end <= answer.context.end
+
+
+@pytest.mark.parametrize("question, expected, article", [
+    ("How many drones did Kyiv's defences shoot down?", "7", "000_af743333a229a83a"),
+    ("Which telecoms operator did Russian hackers break into?", "Kyivstar", "002_3806188b7ba67ac3"),
+    ("Who is the Kyiv mayor?", "Vitali Klitschko", None),
+])
+def test_ask_gives_real_answers_with_exact_citations(seed_engine, question, expected, article):
+    answers = seed_engine.ask(question, 3)
+    assert answers, question
+    assert expected in answers[0].text
+    if article:
+        assert answers[0].citation.article_id == article
+    for answer in answers:
+        check_offsets(seed_engine, answer)
+
+
+def test_no_answer_is_an_empty_list(seed_engine):
+    assert seed_engine.ask("Who won the 2022 FIFA World Cup?") == []
+
+
+def test_answers_from_overlapping_chunks_are_given_once(seed_engine):
+    answers = seed_engine.ask("How many drones did Kyiv's defences shoot down?", 10)
+    spans = [(a.citation.article_id, a.citation.start) for a in answers]
+    assert len(spans) == len(set(spans))
+
+
+def test_search_finds_rare_names_and_codes(seed_engine):
+    for query, needle in [("X-59", "X-59"), ("Kyivstar", "Kyivstar"), ("Sandworm", "Sandworm")]:
+        results = seed_engine.search(query, 3)
+        assert needle in results[0].text
+        article = seed_engine.article(results[0].article_id)
+        assert article.text[results[0].start:results[0].end] == results[0].text
+
+
+def test_search_finds_paraphrases(seed_engine):
+    results = seed_engine.search("mobile phone network knocked offline by hackers", 3)
+    assert any("Kyivstar" in r.text for r in results)
+
+
+def test_excluded_text_is_never_searched_or_answered(seed_engine):
+    for result in seed_engine.search("Remind me later support The Moscow Times donation", 20):
+        assert "Remind me later" not in result.text and "Dear readers" not in result.text
+
+
+@pytest.mark.parametrize("bad", ["", "   ", None, 5, "x" * 2001])
+def test_bad_questions_are_refused(seed_engine, bad):
+    with pytest.raises(BadInput):
+        seed_engine.ask(bad)
+
+
+@pytest.mark.parametrize("k", [0, 101, -1, True])
+def test_k_out_of_range_is_refused(seed_engine, k):
+    with pytest.raises(BadInput):
+        seed_engine.search("drones", k)
+
+
+def test_unknown_article(seed_engine):
+    with pytest.raises(NotFound):
+        seed_engine.article("nope")
