@@ -10,6 +10,10 @@ from .records import Article, Chunk, Sentence
 from .text import split_sentences, words
 
 
+# A window this full (share of max_tokens) closes at the next paragraph break.
+PARAGRAPH_FILL = 0.25
+
+
 @dataclass(frozen=True)
 class ChunkingConfig:
     max_tokens: int = 200
@@ -77,17 +81,22 @@ def _segments(article: Article, sized: list[tuple[int, int, int]]) -> list[list[
 
 
 def _windows(article: Article, pieces: list[tuple[int, int, int]], config: ChunkingConfig) -> list[Chunk]:
+    # A paragraph starts where a line break stands between two sentences.
+    opens = [i == 0 or "\n" in article.text[pieces[i - 1][1]:pieces[i][0]] for i in range(len(pieces))]
     chunks = []
     first = 0
     while first < len(pieces):
         last, tokens = first, pieces[first][2]
         while last + 1 < len(pieces) and tokens + pieces[last + 1][2] <= config.max_tokens:
+            # A window at least half full ends with its paragraph: one embedding, one topic.
+            if opens[last + 1] and tokens >= config.max_tokens * PARAGRAPH_FILL:
+                break
             last += 1
             tokens += pieces[last][2]
         start, end = pieces[first][0], pieces[last][1]
         chunks.append(Chunk(article.id, start, end, article.text[start:end]))
         if last + 1 >= len(pieces):
             break
-        # Step forward, keeping the overlap, but always by at least one sentence.
-        first = max(first + 1, last + 1 - config.overlap_sentences)
+        # Step forward, keeping the overlap (never across a paragraph break), by at least one sentence.
+        first = last + 1 if opens[last + 1] else max(first + 1, last + 1 - config.overlap_sentences)
     return chunks

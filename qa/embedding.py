@@ -22,6 +22,11 @@ class Encoder(Protocol):
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         ...
 
+    def forget_queries(self) -> None:
+        """Empty the query cache (benchmarks time cold queries)."""
+        with self._lock:
+            self._cache.clear()
+
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         ...
 
@@ -79,6 +84,11 @@ class SentenceTransformerEncoder:
             if len(self._cache) > 1024:
                 self._cache.popitem(last=False)
         return vector
+
+    def forget_queries(self) -> None:
+        """Empty the query cache (benchmarks time cold queries)."""
+        with self._lock:
+            self._cache.clear()
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if not texts:

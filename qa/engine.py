@@ -39,9 +39,10 @@ class Engine:
                 "normalized": True,
                 "chunk_tokens": self.chunking.max_tokens,
                 "chunk_overlap": self.chunking.overlap_sentences,
+                "keyword_index": "fts5 porter unicode61",
             },
         )
-        self.retriever = Retriever(self.store, self.encoder, RetrievalConfig(self.settings.candidates, self.settings.rrf_k))
+        self.retriever = Retriever(self.store, self.encoder, RetrievalConfig(self.settings.candidates, self.settings.rrf_k, self.settings.fusion, self.settings.keyword_weight))
         self.reader = reader or make_reader(self.settings.reader, self.encoder)
         self._citations = None
 

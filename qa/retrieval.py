@@ -21,6 +21,8 @@ from .text import keyword_terms
 class RetrievalConfig:
     candidates: int = 50
     rrf_k: int = 60
+    fusion: str = "rrf"  # or "convex"
+    keyword_weight: float = 0.3
 
 
 class Retriever:
@@ -45,7 +47,10 @@ class Retriever:
         depth = max(self.config.candidates, n)
         dense_lists = self.store.closest_chunks(vectors, depth)
         keyword_lists = [self.store.keyword_chunks(keyword_terms(q), depth) for q in queries]
-        fused_lists = [self._fuse(dense, keyword, n) for dense, keyword in zip(dense_lists, keyword_lists)]
+        if self.config.fusion == "convex":
+            fused_lists = [self._blend(v, dense, keyword, n) for v, dense, keyword in zip(vectors, dense_lists, keyword_lists)]
+        else:
+            fused_lists = [self._fuse(dense, keyword, n) for dense, keyword in zip(dense_lists, keyword_lists)]
         chunks = self.store.chunks(sorted({cid for fused in fused_lists for cid, *_ in fused}))
         titles = self.store.titles(c.article_id for c in chunks.values())
         results = []
@@ -73,6 +78,24 @@ class Retriever:
                 scores[cid] = scores.get(cid, 0.0) + 1.0 / (k + rank + 1)
         best = sorted(scores, key=lambda cid: -scores[cid])[:n]
         return [(cid, scores[cid], dense_rank.get(cid), keyword_rank.get(cid), cosine.get(cid)) for cid in best]
+
+
+    def _blend(self, vector: np.ndarray, dense, keyword, n: int):
+        """Convex fusion: w x BM25 / best BM25 + (1 - w) x cosine.
+
+        Unlike ranks, scores keep how far ahead a clear keyword winner is. A keyword-only
+        candidate gets its real cosine from the stored vector, not a zero.
+        """
+        w = self.config.keyword_weight
+        cosine = dict(dense)
+        cosine.update(self.store.cosines(vector, [cid for cid, _ in keyword if cid not in cosine]))
+        best = max((s for _, s in keyword), default=0.0) or 1.0
+        bm25 = {cid: s / best for cid, s in keyword}
+        scores = {cid: w * bm25.get(cid, 0.0) + (1 - w) * cosine.get(cid, 0.0) for cid in set(cosine) | set(bm25)}
+        dense_rank = {cid: rank for rank, (cid, _) in enumerate(dense)}
+        keyword_rank = {cid: rank for rank, (cid, _) in enumerate(keyword)}
+        top = sorted(scores, key=lambda cid: -scores[cid])[:n]
+        return [(cid, scores[cid], dense_rank.get(cid), keyword_rank.get(cid), cosine.get(cid)) for cid in top]
 
 
 def rrf_normalised(score: float, k: int) -> float:

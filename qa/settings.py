@@ -37,7 +37,9 @@ class Settings:
     top_k: int = _setting(3, "answers returned by default", "QA_TOP_K")
     passages: int = _setting(8, "passages the reader reads for a question", "QA_PASSAGES")
     candidates: int = _setting(50, "candidates each retriever gives to the fusion", "QA_CANDIDATES")
+    fusion: str = _setting("convex", "how dense and keyword results are fused: convex (scores; measured best) or rrf (reciprocal ranks)", "QA_FUSION")
     rrf_k: int = _setting(60, "the constant of reciprocal rank fusion", "QA_RRF_K")
+    keyword_weight: float = _setting(0.3, "convex fusion: weight of the keyword score (the rest is cosine)", "QA_KEYWORD_WEIGHT")
     max_question_chars: int = _setting(2000, "longest question or cited text accepted", "QA_MAX_QUESTION_CHARS")
     log_level: str = _setting("INFO", "log level of the service", "QA_LOG_LEVEL")
 
@@ -64,7 +66,7 @@ class Settings:
 
 
 def _convert(f: dataclasses.Field, raw: str):
-    kind = f.type if isinstance(f.type, type) else {"Path": Path, "int": int, "str": str}[str(f.type)]
+    kind = f.type if isinstance(f.type, type) else {"Path": Path, "int": int, "str": str, "float": float}[str(f.type)]
     try:
         return kind(raw)
     except ValueError:

@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     end INTEGER NOT NULL, text TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_by_article ON chunks(article_id);
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(text, tokenize='unicode61 remove_diacritics 2');
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(text, tokenize='porter unicode61 remove_diacritics 2');
 """
 
 
@@ -336,6 +336,16 @@ class IndexStore:
             return [[] for _ in range(len(vectors))]
         scores, ids = self._vectors.search(np.ascontiguousarray(vectors, dtype=np.float32), min(n, self._vectors.ntotal))
         return [[(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i >= 0] for row_ids, row_scores in zip(ids, scores)]
+
+    def cosines(self, vector: np.ndarray, chunk_ids: Sequence[int]) -> dict[int, float]:
+        """Exact cosine of `vector` with given chunks' stored vectors (for keyword-only candidates)."""
+        out = {}
+        for chunk_id in chunk_ids:
+            try:
+                out[int(chunk_id)] = float(self._vectors.reconstruct(int(chunk_id)) @ vector)
+            except RuntimeError:  # not in this generation's vectors
+                continue
+        return out
 
     def keyword_chunks(self, terms: Sequence[str], n: int) -> list[tuple[int, float]]:
         """The `n` best chunks by BM25 for any of `terms`, as (chunk id, BM25 score; higher is better)."""
