@@ -163,12 +163,6 @@ def cmd_eval(args, settings: Settings) -> int:
     return 0
 
 
-def cmd_train_reader(args, settings: Settings) -> int:
-    from .training import main as train_main
-
-    return train_main(args.rest)
-
-
 def cmd_settings(args, settings: Settings) -> int:
     for env, default, help_text in Settings.describe():
         print(f"{env:<22} {default:<12} {help_text}")
@@ -217,16 +211,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_eval)
 
-    p = sub.add_parser("train-reader", help="train the neural reader (see qa/models/reader/MODEL_CARD.md)", add_help=False)
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(run=cmd_train_reader)
+    # Listed for --help; main() hands their arguments to their own parsers.
+    sub.add_parser("train-reader", help="train the neural reader (see qa/models/reader/MODEL_CARD.md)")
+    sub.add_parser("tune-reader", help="tune the hybrid reader's weights on the dev sets")
 
     p = sub.add_parser("settings", help="list the settings and their environment variables")
     p.set_defaults(run=cmd_settings)
     return parser
 
 
+# Commands with options of their own: their arguments pass through untouched (argparse's
+# REMAINDER would refuse a leading "--option").
+PASSTHROUGH = {"train-reader": "qa.training", "tune-reader": "qa.tuning"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in PASSTHROUGH:
+        import importlib
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        try:
+            return importlib.import_module(PASSTHROUGH[argv[0]]).main(argv[1:])
+        except QAError as error:
+            print(f"qa: {error.message}", file=sys.stderr)
+            return 2
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env()

@@ -49,6 +49,8 @@ def normalize_answer(text: str) -> str:
 
 def f1_score(prediction: str, gold: str) -> float:
     predicted, truth = normalize_answer(prediction).split(), normalize_answer(gold).split()
+    if not predicted or not truth:  # SQuAD v2: an empty answer is right only for an empty gold
+        return float(predicted == truth)
     common = collections.Counter(predicted) & collections.Counter(truth)
     same = sum(common.values())
     if same == 0:

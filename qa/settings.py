@@ -30,7 +30,7 @@ class Settings:
     host: str = _setting("127.0.0.1", "address the API binds to", "QA_HOST")
     port: int = _setting(8000, "port the API listens on", "QA_PORT")
     model: str = _setting("", "embedding model: a folder or a name (default: the bundled MiniLM)", "QA_MODEL")
-    reader: str = _setting("auto", "reader: auto, neural, rules, or a Hugging Face extractive-QA folder", "QA_READER")
+    reader: str = _setting("auto", "reader: auto, hybrid, neural, rules, or a Hugging Face extractive-QA folder", "QA_READER")
     chunk_tokens: int = _setting(200, "most word pieces in a chunk (the model reads 256)", "QA_CHUNK_TOKENS")
     chunk_overlap: int = _setting(1, "sentences shared by neighbouring chunks", "QA_CHUNK_OVERLAP")
     batch_size: int = _setting(64, "texts embedded per batch", "QA_BATCH_SIZE")

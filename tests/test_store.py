@@ -7,7 +7,6 @@ import pytest
 
 from qa import Engine
 from qa.errors import IndexMismatch, NotFound
-from qa.records import Article
 
 from .conftest import make_settings
 

@@ -1,0 +1,159 @@
+"""The neural reader's spans, judged with the rule reader's sentence ranking.
+
+The span model finds the words a person would underline inside one window, but its margins do
+not compare well across passages: a confident span in an off-topic passage can beat the right
+one. The rule reader ranks sentences by meaning and shared rare words across all passages, and
+knows what form the question asks for. Each candidate span gets
+
+    score = w_span * sigmoid(margin / 4) + w_sentence * support(its sentence)
+            + w_form * (1 if the span has the asked-for form)
+            + w_counted * (1 if it is a number of what "how many X" counts)
+            - w_echo * (share of it that repeats the question)
+
+and the articles answer only when the best sentence support reaches `min_support` and the best
+score reaches `threshold`. The weights are tuned on the dev sets (see `qa/models/reader/reader.json`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ..records import Answer, Passage
+from ..text import STOPWORDS, normalize_word, words
+from .base import answer_in_passage, best_distinct
+from .neural import SpanReader, trim_span
+from .rules import _DATE, _QUANTITY, DATE, PERSON, PLACE, QUANTITY, RuleReader, question_type
+
+
+@dataclass(frozen=True)
+class HybridWeights:
+    span: float = 1.0
+    sentence: float = 1.0
+    form: float = 0.3
+    counted: float = 0.3
+    echo: float = 0.5
+    min_support: float = 0.4
+    threshold: float = 0.9
+
+
+@dataclass(frozen=True)
+class Candidate:
+    passage: int
+    start: int  # in the passage's text
+    end: int
+    margin: float
+    support: float
+    form: float
+    counted: float
+    echo: float
+
+
+def has_form(text: str, kind: str) -> bool:
+    """Whether a span looks like what the question asks for (a number, a date, a name)."""
+    if kind == QUANTITY:
+        return bool(_QUANTITY.search(text)) and any(c.isdigit() for c in text) or bool(
+            re.search(r"\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|hundred|thousand|dozen)", text, re.I))
+    if kind == DATE:
+        return bool(_DATE.search(text))
+    if kind in (PERSON, PLACE):
+        tokens = text.split()
+        return bool(tokens) and all(t[:1].isupper() or t in ("and", "of", "de") for t in tokens) and not any(c.isdigit() for c in text)
+    return True
+
+
+class HybridReader:
+    """A span model's candidates, ranked with sentence support and answer-form rules."""
+
+    name = "hybrid"
+
+    def __init__(self, spans: SpanReader, rules: RuleReader, weights: HybridWeights = HybridWeights()):
+        self.span_reader = spans
+        self.rules = rules
+        self.weights = weights
+
+    def candidates(self, question: str, passages: Sequence[Passage]) -> tuple[list[Candidate], float]:
+        """Every candidate span with its features, and the best sentence support of all."""
+        spans = self.span_reader.spans(question, passages)
+        sentences = self.rules._sentences(passages)
+        if not spans or not sentences:
+            return [], 0.0
+        support = self.rules.rank_sentences(question, sentences)
+        # Support by article position, so a span in any overlapping chunk finds its sentence.
+        by_article: dict[str, list[tuple[int, int, float]]] = {}
+        for sentence, value in zip(sentences, support):
+            start = sentence.passage.start + sentence.start
+            by_article.setdefault(sentence.passage.article_id, []).append((start, start + len(sentence.text), float(value)))
+        kind = question_type(question)
+        question_words = {normalize_word(question[s:e]) for s, e in words(question)}
+        out, seen = [], set()
+        for span in spans:
+            passage = passages[span.passage]
+            start, end = trim_span(passage.text, span.start, span.end)
+            start, end = _reshape(passage.text, start, end, kind, question_words)
+            if end <= start:
+                continue
+            key = (passage.article_id, passage.start + start, passage.start + end)
+            if key in seen:
+                continue
+            seen.add(key)
+            absolute = passage.start + start
+            value = max((v for s, e, v in by_article.get(passage.article_id, ()) if s <= absolute < e), default=0.0)
+            text = passage.text[start:end]
+            span_words = [normalize_word(text[s:e]) for s, e in words(text)]
+            echo = sum(w in question_words for w in span_words) / len(span_words) if span_words else 1.0
+            counted = self.rules._counted_noun_fit(passage.text, end, question) if kind == QUANTITY else 0.0
+            out.append(Candidate(span.passage, start, end, span.margin, value, float(has_form(text, kind)), counted, echo))
+        return out, float(support.max())
+
+    def score(self, candidate: Candidate) -> float:
+        w = self.weights
+        return (
+            w.span / (1.0 + math.exp(-candidate.margin / 4.0))
+            + w.sentence * candidate.support
+            + w.form * candidate.form
+            + w.counted * candidate.counted
+            - w.echo * candidate.echo
+        )
+
+    def read(self, question: str, passages: Sequence[Passage], top_k: int) -> list[Answer]:
+        candidates, best_support = self.candidates(question, passages)
+        if not candidates or best_support < self.weights.min_support:
+            return []
+        answers = []
+        for candidate in candidates:
+            value = self.score(candidate)
+            if value >= self.weights.threshold:
+                answers.append(answer_in_passage(passages[candidate.passage], candidate.start, candidate.end, _unit(value)))
+        return best_distinct(answers, top_k)
+
+
+def _reshape(text: str, start: int, end: int, kind: str, question_words: set[str]) -> tuple[int, int]:
+    """Fit a span to the form asked for: "February" -> "early February", "400" -> "over 400",
+    "Kropynmytskyi in central Ukraine" -> "Kropynmytskyi" (a tail that only repeats the question)."""
+    pattern = {QUANTITY: _QUANTITY, DATE: _DATE}.get(kind)
+    if pattern is not None:
+        for match in pattern.finditer(text, max(0, start - 40), min(len(text), end + 40)):
+            if match.start() < end and start < match.end() and match.end() - match.start() <= 40:
+                start, end = min(start, match.start()), max(end, match.end())
+    spans = words(text[start:end])
+    # Drop trailing words that are stop words or the question's own ("in central Ukraine").
+    keep = len(spans)
+    while keep > 1:
+        word = normalize_word(text[start + spans[keep - 1][0]:start + spans[keep - 1][1]])
+        if word in question_words or word in STOPWORDS:
+            keep -= 1
+        else:
+            break
+    if 0 < keep < len(spans):
+        end = start + spans[keep - 1][1]
+    return start, end
+
+
+def _unit(value: float) -> float:
+    """A score on 0..1 for the API (the raw blend runs to about 2.3)."""
+    return float(np.clip(value / 2.3, 0.0, 1.0))

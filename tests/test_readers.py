@@ -1,0 +1,58 @@
+"""Reader pieces that need no model: question forms, span shaping, deduplication."""
+
+import pytest
+
+from qa.readers.base import answer_in_passage, best_distinct
+from qa.readers.hybrid import _reshape, has_form
+from qa.readers.rules import DATE, ENTITY, PERSON, PLACE, QUANTITY, question_type
+from qa.records import Passage
+from qa.text import normalize_word, words
+
+
+@pytest.mark.parametrize("question, kind", [
+    ("How many drones did Kyiv's defences shoot down?", QUANTITY),
+    ("How large is the aid package?", QUANTITY),
+    ("When did the outage begin?", DATE),
+    ("On what date did the outage begin?", DATE),
+    ("Who is the head of the SBU?", PERSON),
+    ("Which spokesman spoke for NATO?", PERSON),
+    ("Near which city is the base located?", PLACE),
+    ("In which Russian regions were drones shot down?", PLACE),
+    ("What did the ministry publish?", ENTITY),
+])
+def test_question_types(question, kind):
+    assert question_type(question) == kind
+
+
+def question_words(question):
+    return {normalize_word(question[s:e]) for s, e in words(question)}
+
+
+@pytest.mark.parametrize("text, span, kind, question, expected", [
+    ("a strike on Kropynmytskyi in central Ukraine, damaging", "Kropynmytskyi in central Ukraine", PLACE,
+     "In which city in central Ukraine was one civilian killed?", "Kropynmytskyi"),
+    ("attempted in early February this year", "February", DATE, "When was it?", "early February"),
+    ("struck with over 400 drones", "400", QUANTITY, "How many drones?", "over 400"),
+    ("Mayor Vitali Klitschko said", "Vitali Klitschko", PERSON, "Who is the mayor?", "Vitali Klitschko"),
+])
+def test_spans_take_the_form_asked_for(text, span, kind, question, expected):
+    start = text.index(span)
+    s, e = _reshape(text, start, start + len(span), kind, question_words(question))
+    assert text[s:e] == expected
+
+
+def test_forms():
+    assert has_form("over 400", QUANTITY) and has_form("two", QUANTITY) and not has_form("Kyiv", QUANTITY)
+    assert has_form("12 December", DATE) and not has_form("the ministry", DATE)
+    assert has_form("Illia Vitiuk", PERSON) and not has_form("the head of", PERSON)
+
+
+def test_the_same_answer_from_overlapping_chunks_is_given_once():
+    text = "Officials said 7 drones were shot down over the city."
+    first = Passage("a", "T", 100, 100 + len(text), text, 1.0)
+    second = Passage("a", "T", 100, 100 + len(text), text, 0.9)
+    start = text.index("7")
+    answers = [answer_in_passage(p, start, start + 1, score) for p, score in ((first, 0.9), (second, 0.8))]
+    kept = best_distinct(answers, 5)
+    assert len(kept) == 1 and kept[0].score == 0.9
+    assert (kept[0].citation.start, kept[0].context.start, kept[0].context.text) == (100 + start, 100, text)
