@@ -52,12 +52,13 @@ def timed(function, inputs) -> list[float]:
     return out
 
 
-def grow(engine: Engine, target_chunks: int, start_number: int) -> int:
-    """Ingest generated articles until the index holds `target_chunks`; returns the next number."""
+def grow(engine: Engine, target_chunks: int, start_number: int, deadline: float) -> int:
+    """Ingest generated articles until the index holds `target_chunks` (or the build deadline
+    passes: the figures are then for the size reached, which is printed); returns the next number."""
     number = start_number
-    while engine.store.counts()[1] < target_chunks:
+    while engine.store.counts()[1] < target_chunks and time.monotonic() < deadline:
         missing = target_chunks - engine.store.counts()[1]
-        batch = max(50, min(2000, missing // 5 + 1))
+        batch = max(50, min(500, missing // 5 + 1))
         generated = generate_articles(number + batch, seed=11)[number:]
         began = time.perf_counter()
         report = engine.ingest([make_article(a) for a in generated])
@@ -72,6 +73,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10000, 100000])
     parser.add_argument("--reader", default=None)
     parser.add_argument("--cache", default=str(ROOT / "bench" / ".cache" / "index"))
+    parser.add_argument("--build-minutes", type=float, default=600.0, help="stop growing the index after this long")
     args = parser.parse_args()
 
     overrides = {"index_dir": Path(args.cache), "corpus_dir": ROOT / "corpus"}
@@ -86,9 +88,10 @@ def main() -> None:
     print(f"reader: {engine.reader.name}; {len(questions)} questions; {len(cites)} citation texts")
 
     number = 0
+    deadline = time.monotonic() + args.build_minutes * 60
     for size in args.sizes:
         number = max(number, len([i for i in engine.store.article_ids() if i.startswith("gen-")]))
-        number = grow(engine, size, number)
+        number = grow(engine, size, number, deadline)
         articles, chunks = engine.store.counts()
         engine.search("warm up", 10), engine.ask("warm up?")
         print(f"\n== {chunks} chunks, {articles} articles")
