@@ -544,21 +544,18 @@ def evaluate_gold(
 
 
 def _sentence_chunks(tokenizer, article_id: str, text: str, passage_tokens: int):
-    """Passages of whole sentences of about `passage_tokens` word pieces, one sentence overlap."""
+    """The service's own chunks of an article (qa.chunking), counted with the reader's tokenizer."""
+    from .articles import make_article
+    from .chunking import ChunkingConfig, chunk_articles
     from .records import Passage
-    from .text import split_sentences
 
-    spans, current, count = [], [], 0
-    for s, e in split_sentences(text):
-        n = len(tokenizer(text[s:e], add_special_tokens=False)["input_ids"])
-        if current and count + n > passage_tokens:
-            spans.append((current[0][0], current[-1][1]))
-            current, count = current[-1:], current[-1][2]
-        current.append((s, e, n))
-        count += n
-    if current:
-        spans.append((current[0][0], current[-1][1]))
-    return [Passage(article_id, "", s, e, text[s:e], 1.0) for s, e in spans]
+    article = make_article({"id": article_id, "text": text})
+
+    def count(texts):
+        return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+    chunks = chunk_articles([article], count, ChunkingConfig(passage_tokens, 1))
+    return [Passage(c.article_id, article.title, c.start, c.end, c.text, 1.0) for c in chunks]
 
 
 def evaluate_news(reader, news_file: str | Path, corpus_dir: str | Path, passage_tokens: int = 200) -> dict[str, Any]:
