@@ -79,7 +79,7 @@ class HybridReader:
     def candidates(self, question: str, passages: Sequence[Passage]) -> tuple[list[Candidate], float]:
         """Every candidate span with its features, and the best sentence support of all."""
         spans = self.span_reader.spans(question, passages)
-        sentences = self.rules._sentences(passages)
+        sentences = self.rules.sentences(passages)
         if not spans or not sentences:
             return [], 0.0
         support = self.rules.rank_sentences(question, sentences)
@@ -106,7 +106,7 @@ class HybridReader:
             text = passage.text[start:end]
             span_words = [normalize_word(text[s:e]) for s, e in words(text)]
             echo = sum(w in question_words for w in span_words) / len(span_words) if span_words else 1.0
-            counted = self.rules._counted_noun_fit(passage.text, end, question) if kind == QUANTITY else 0.0
+            counted = self.rules.counted_noun_fit(passage.text, end, question) if kind == QUANTITY else 0.0
             out.append(Candidate(span.passage, start, end, span.margin, value, float(has_form(text, kind)), counted, echo))
         return out, float(support.max())
 

@@ -118,7 +118,7 @@ class RuleReader:
         self.min_support = min_support
 
     def read(self, question: str, passages: Sequence[Passage], top_k: int) -> list[Answer]:
-        sentences = self._sentences(passages)
+        sentences = self.sentences(passages)
         if not sentences:
             return []
         support = self.rank_sentences(question, sentences)
@@ -136,7 +136,8 @@ class RuleReader:
                 answers.append(answer_in_passage(sentence.passage, sentence.start + start, sentence.start + end, answer_score))
         return best_distinct(answers, top_k)
 
-    def _sentences(self, passages: Sequence[Passage]) -> list[_Sentence]:
+    def sentences(self, passages: Sequence[Passage]) -> list[_Sentence]:
+        """The passages' sentences, each once: overlapping chunks share sentences."""
         seen, out = set(), []
         for passage in passages:
             for s, e in split_sentences(passage.text):
@@ -188,7 +189,7 @@ class RuleReader:
             distance = min((max(0, a - end, start - b) for a, b in anchors), default=len(text))
             fit = 1.0 / (1.0 + distance / 40.0)
             if kind == QUANTITY:
-                fit = max(fit, self._counted_noun_fit(text, end, question))
+                fit = max(fit, self.counted_noun_fit(text, end, question))
             elif kind in (PERSON, PLACE, ENTITY):
                 if len(candidate_words) == 1 and not text[:start].strip():
                     fit *= 0.3  # a capital at the start of a sentence marks no name
@@ -228,7 +229,7 @@ class RuleReader:
             yield start, end
 
     @staticmethod
-    def _counted_noun_fit(text: str, end: int, question: str) -> float:
+    def counted_noun_fit(text: str, end: int, question: str) -> float:
         """1 when the number counts what the question counts ("how many drones" / "7 drones")."""
         asked = re.search(r"\bhow (?:many|much)\s+((?:\w+\s+){0,3}?\w+)\b", question, re.IGNORECASE)
         if not asked:
