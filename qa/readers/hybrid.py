@@ -77,38 +77,46 @@ class HybridReader:
         self.weights = weights
 
     def candidates(self, question: str, passages: Sequence[Passage]) -> tuple[list[Candidate], float]:
-        """Every candidate span with its features, and the best sentence support of all."""
+        """Every candidate span with its features, and the best support of their sentences."""
         spans = self.span_reader.spans(question, passages)
         sentences = self.rules.sentences(passages)
         if not spans or not sentences:
             return [], 0.0
-        support = self.rules.rank_sentences(question, sentences)
-        # Support by article position, so a span in any overlapping chunk finds its sentence.
-        by_article: dict[str, list[tuple[int, int, float]]] = {}
-        for sentence, value in zip(sentences, support):
-            start = sentence.passage.start + sentence.start
-            by_article.setdefault(sentence.passage.article_id, []).append((start, start + len(sentence.text), float(value)))
         kind = question_type(question)
         question_words = {normalize_word(question[s:e]) for s, e in words(question)}
-        out, seen = [], set()
+        shaped, seen = [], set()
         for span in spans:
             passage = passages[span.passage]
             start, end = trim_span(passage.text, span.start, span.end)
             start, end = _reshape(passage.text, start, end, kind, question_words)
-            if end <= start:
-                continue
             key = (passage.article_id, passage.start + start, passage.start + end)
-            if key in seen:
-                continue
-            seen.add(key)
+            if end > start and key not in seen:
+                seen.add(key)
+                shaped.append((span, start, end))
+        # A span's sentence, by article position, so a span in any overlapping chunk finds it;
+        # only sentences that hold a span are embedded (the costly part of reading).
+        where = [(s.passage.article_id, s.passage.start + s.start, s.passage.start + s.start + len(s.text)) for s in sentences]
+
+        def sentence_of(passage: Passage, start: int) -> int | None:
             absolute = passage.start + start
-            value = max((v for s, e, v in by_article.get(passage.article_id, ()) if s <= absolute < e), default=0.0)
+            return next((i for i, (a, s, e) in enumerate(where) if a == passage.article_id and s <= absolute < e), None)
+        homes = [sentence_of(passages[span.passage], start) for span, start, _ in shaped]
+        needed = [False] * len(sentences)
+        for home in homes:
+            if home is not None:
+                needed[home] = True
+        support = self.rules.rank_sentences(question, sentences, needed)
+        out = []
+        for (span, start, end), home in zip(shaped, homes):
+            passage = passages[span.passage]
             text = passage.text[start:end]
             span_words = [normalize_word(text[s:e]) for s, e in words(text)]
             echo = sum(w in question_words for w in span_words) / len(span_words) if span_words else 1.0
             counted = self.rules.counted_noun_fit(passage.text, end, question) if kind == QUANTITY else 0.0
+            value = float(support[home]) if home is not None else 0.0
             out.append(Candidate(span.passage, start, end, span.margin, value, float(has_form(text, kind)), counted, echo))
-        return out, float(support.max())
+        best = max((float(support[i]) for i, n in enumerate(needed) if n), default=0.0)
+        return out, best
 
     def score(self, candidate: Candidate) -> float:
         w = self.weights

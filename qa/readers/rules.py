@@ -147,10 +147,17 @@ class RuleReader:
                     out.append(sentence)
         return out
 
-    def rank_sentences(self, question: str, sentences: Sequence[_Sentence]) -> np.ndarray:
-        """How well each sentence supports an answer: meaning and shared rare words, on 0..1."""
+    def rank_sentences(self, question: str, sentences: Sequence[_Sentence], needed: Sequence[bool] | None = None) -> np.ndarray:
+        """How well each sentence supports an answer: meaning and shared rare words, on 0..1.
+
+        With `needed`, only those sentences are embedded (the rest score as if unrelated in
+        meaning); word rarity still counts every sentence, so the needed ones score the same.
+        """
         question_vector = self.encoder.encode_query(question) if hasattr(self.encoder, "encode_query") else self.encoder.encode([question])[0]
-        cosine = self.encoder.encode([s.text for s in sentences]) @ question_vector
+        wanted = [i for i in range(len(sentences)) if needed is None or needed[i]]
+        cosine = np.zeros(len(sentences), dtype=np.float32)
+        if wanted:
+            cosine[wanted] = self.encoder.encode([sentences[i].text for i in wanted]) @ question_vector
         question_terms = list(dict.fromkeys(_terms(question)))
         sentence_terms = [set(_terms(s.text)) for s in sentences]
         # Rarity among the candidates: a word in every sentence tells them apart no better than none.
