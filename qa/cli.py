@@ -29,7 +29,7 @@ def _progress(description: str):
         return None
     from tqdm import tqdm
 
-    bar = tqdm(total=0, desc=description, unit="chunk", leave=False)
+    bar = tqdm(total=0, desc=description, unit="chunk")
 
     def update(done: int, total: int) -> None:
         bar.total = total

@@ -40,6 +40,9 @@ class SentenceTransformerEncoder:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         import torch
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # a bar per model load is noise to a user
 
         if threads:
             torch.set_num_threads(threads)

@@ -72,7 +72,9 @@ class Engine:
         vectors = np.zeros((len(texts), self.encoder.dimension), dtype=np.float32)
         # Sorted by length so each batch pads little; blocks keep a progress bar moving.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        block = self.settings.batch_size * 16
+        block = self.settings.batch_size * 4
+        if progress:
+            progress(0, len(order))
         for first in range(0, len(order), block):
             ids = order[first:first + block]
             vectors[ids] = self.encoder.encode([texts[i] for i in ids])
