@@ -23,6 +23,13 @@ def _engine(settings: Settings):
     return Engine(settings)
 
 
+def _ready_engine(settings: Settings):
+    """An engine whose index holds at least the corpus (a first question builds it)."""
+    engine = _engine(settings)
+    engine.build_if_empty()
+    return engine
+
+
 def _progress(description: str):
     """A progress bar on a terminal; nothing when the output goes to a file or a pipe."""
     if not sys.stderr.isatty():
@@ -87,8 +94,7 @@ def cmd_rebuild(args, settings: Settings) -> int:
 def cmd_ask(args, settings: Settings) -> int:
     from .api import answer_json
 
-    engine = _engine(settings)
-    engine.build_if_empty()
+    engine = _ready_engine(settings)
     answers = engine.ask(args.question, args.top_k)
     if args.json:
         print(json.dumps({"question": args.question, "answers": [answer_json(a) for a in answers]}, ensure_ascii=False, indent=2))
@@ -106,8 +112,7 @@ def cmd_ask(args, settings: Settings) -> int:
 def cmd_search(args, settings: Settings) -> int:
     from .api import passage_json
 
-    engine = _engine(settings)
-    engine.build_if_empty()
+    engine = _ready_engine(settings)
     results = engine.search(args.query, args.k)
     if args.json:
         print(json.dumps({"query": args.query, "results": [passage_json(p) for p in results]}, ensure_ascii=False, indent=2))
@@ -122,8 +127,7 @@ def cmd_search(args, settings: Settings) -> int:
 def cmd_cite(args, settings: Settings) -> int:
     from .api import match_json
 
-    engine = _engine(settings)
-    engine.build_if_empty()
+    engine = _ready_engine(settings)
     matches = engine.cite(args.text, args.k)
     if args.json:
         print(json.dumps({"text": args.text, "matches": [match_json(m) for m in matches]}, ensure_ascii=False, indent=2))

@@ -142,15 +142,17 @@ class Engine:
         """Where the articles state `text`: exact, near or semantic matches, best first."""
         text = self._check_text(text, "text")
         k = _check_k(k)
-        from .cite import CitationFinder
-
-        if self._citations is None:
-            self._citations = CitationFinder(self.article, self._cite_candidates, self.encoder)
         with self.store.reading():
-            return self._citations.find(text, k)
+            return self.citation_finder.find(text, k)
 
-    def _cite_candidates(self, text: str, n: int) -> list[Passage]:
-        return self.retriever.retrieve(text, n)
+    @property
+    def citation_finder(self):
+        """The citation lookup over this engine's articles, built on first use."""
+        if self._citations is None:
+            from .cite import CitationFinder
+
+            self._citations = CitationFinder(self.article, self.retriever.retrieve, self.encoder)
+        return self._citations
 
     def _check_text(self, text: object, what: str) -> str:
         if not isinstance(text, str):

@@ -119,12 +119,10 @@ def evaluate_file(path: str | Path, settings: Settings, limit: int | None = None
             engine = Engine(settings)
             engine.ingest_paths([settings.corpus_dir])
             if "kind" in first:
-                from .cite import CitationFinder
                 from .citescore import score_citations
 
                 items = [json.loads(l) for l in path.read_text(encoding="utf-8").splitlines() if l.strip()][:limit]
-                finder = CitationFinder(engine.article, engine._cite_candidates, engine.encoder)
-                return score_citations(finder, items)
+                return score_citations(engine.citation_finder, items)
             questions = load_news(path)
         questions = questions[:limit]
         report = score_questions(engine, questions, gold_passages)

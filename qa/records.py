@@ -8,7 +8,7 @@ for again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -107,4 +107,3 @@ class IngestReport:
     replaced: tuple[str, ...] = ()
     chunks: int = 0
     seconds: float = 0.0
-    skipped: tuple[str, ...] = field(default=())

@@ -97,7 +97,3 @@ class Retriever:
         top = sorted(scores, key=lambda cid: -scores[cid])[:n]
         return [(cid, scores[cid], dense_rank.get(cid), keyword_rank.get(cid), cosine.get(cid)) for cid in top]
 
-
-def rrf_normalised(score: float, k: int) -> float:
-    """An RRF score on 0..1: 1 when both retrievers rank a passage first."""
-    return float(np.clip(score * (k + 1) / 2.0, 0.0, 1.0))
