@@ -42,7 +42,7 @@ class Engine:
                 "keyword_index": "fts5 porter unicode61",
             },
         )
-        self.retriever = Retriever(self.store, self.encoder, RetrievalConfig(self.settings.candidates, self.settings.rrf_k, self.settings.fusion, self.settings.keyword_weight))
+        self.retriever = Retriever(self.store, self.encoder, RetrievalConfig(self.settings.candidates, self.settings.rrf_k, self.settings.fusion, self.settings.keyword_weight, self.settings.sentence_weight))
         self.reader = reader or make_reader(self.settings.reader, self.encoder)
         self._citations = None
 

@@ -1,20 +1,30 @@
-"""Finding passages: dense (FAISS) and keyword (BM25 over FTS5), fused by reciprocal rank fusion.
+"""Finding passages: dense (FAISS) and keyword (BM25 over FTS5), fused.
 
 Dense retrieval finds paraphrases; keyword retrieval finds the rare names and numbers
-("Kyivstar", "X-59") that a small embedding model blurs. RRF needs no score calibration between
-the two, only ranks.
+("Kyivstar", "X-59") that a small embedding model blurs. Two fusions:
+
+- convex (the default): w x BM25 / best BM25 + (1 - w) x cosine, then the best few re-ranked
+  with the share of the question's rare words (IDF-weighted) that one sentence of the passage
+  holds. A passage where one sentence says most of what the question asks beats one that spreads
+  the same words over a paragraph, which is where a short answer sits.
+- rrf: reciprocal rank fusion, which needs no score calibration, only ranks.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+import math
 from typing import Sequence
 
 import numpy as np
 
 from .records import Passage
 from .store import IndexStore
-from .text import keyword_terms
+from .text import keyword_terms, split_sentences, term_stem
+
+# Convex fusion re-ranks this many of its best candidates by sentence support (measured on the
+# SQuAD dev part: 10, 20 and all 100 rank alike; 20 costs a couple of milliseconds).
+RERANK_DEPTH = 20
 
 
 @dataclass(frozen=True)
@@ -23,6 +33,7 @@ class RetrievalConfig:
     rrf_k: int = 60
     fusion: str = "rrf"  # or "convex"
     keyword_weight: float = 0.3
+    sentence_weight: float = 0.3
 
 
 class Retriever:
@@ -47,11 +58,15 @@ class Retriever:
         depth = max(self.config.candidates, n)
         dense_lists = self.store.closest_chunks(vectors, depth)
         keyword_lists = [self.store.keyword_chunks(keyword_terms(q), depth) for q in queries]
+        rerank = self.config.fusion == "convex" and self.config.sentence_weight > 0
         if self.config.fusion == "convex":
-            fused_lists = [self._blend(v, dense, keyword, n) for v, dense, keyword in zip(vectors, dense_lists, keyword_lists)]
+            depth = max(n, RERANK_DEPTH) if rerank else n
+            fused_lists = [self._blend(v, dense, keyword, depth) for v, dense, keyword in zip(vectors, dense_lists, keyword_lists)]
         else:
             fused_lists = [self._fuse(dense, keyword, n) for dense, keyword in zip(dense_lists, keyword_lists)]
         chunks = self.store.chunks(sorted({cid for fused in fused_lists for cid, *_ in fused}))
+        if rerank:
+            fused_lists = [self._rerank(q, fused, chunks, n) for q, fused in zip(queries, fused_lists)]
         titles = self.store.titles(c.article_id for c in chunks.values())
         results = []
         for fused in fused_lists:
@@ -66,6 +81,36 @@ class Retriever:
                 )
             results.append(passages)
         return results
+
+    def _rerank(self, query: str, fused, chunks, n: int):
+        """Add sentence_weight x sentence support to the fused scores, and keep the best `n`."""
+        w = self.config.sentence_weight
+        texts = {cid: chunks[cid].text for cid, *_ in fused if cid in chunks}
+        support = self.sentence_support(query, texts)
+        rescored = [(cid, score + w * support.get(cid, 0.0), *rest) for cid, score, *rest in fused]
+        rescored.sort(key=lambda item: -item[1])
+        return rescored[:n]
+
+    def sentence_support(self, query: str, texts: dict[int, str]) -> dict[int, float]:
+        """For each text, the most any one of its sentences holds of the query's terms, as a
+        share of their total inverse document frequency (0..1)."""
+        terms = keyword_terms(query)
+        frequencies, total = self.store.document_frequencies(terms)
+        weights: dict[str, float] = {}
+        for term in terms:
+            stem = term_stem(term)
+            weights[stem] = max(weights.get(stem, 0.0), math.log((total + 1) / (frequencies.get(term, 0) + 0.5)))
+        whole = sum(weights.values())
+        if whole <= 0:
+            return {}
+        support = {}
+        for cid, text in texts.items():
+            best = 0.0
+            for s, e in split_sentences(text):
+                stems = {term_stem(t) for t in keyword_terms(text[s:e])}
+                best = max(best, sum(weights[stem] for stem in stems if stem in weights))
+            support[cid] = best / whole
+        return support
 
     def _fuse(self, dense: list[tuple[int, float]], keyword: list[tuple[int, float]], n: int):
         k = self.config.rrf_k

@@ -40,6 +40,7 @@ class Settings:
     fusion: str = _setting("convex", "how dense and keyword results are fused: convex (scores; measured best) or rrf (reciprocal ranks)", "QA_FUSION")
     rrf_k: int = _setting(60, "the constant of reciprocal rank fusion", "QA_RRF_K")
     keyword_weight: float = _setting(0.3, "convex fusion: weight of the keyword score (the rest is cosine)", "QA_KEYWORD_WEIGHT")
+    sentence_weight: float = _setting(0.3, "convex fusion: weight of the best sentence's share of the question's rare words", "QA_SENTENCE_WEIGHT")
     max_question_chars: int = _setting(2000, "longest question or cited text accepted", "QA_MAX_QUESTION_CHARS")
     log_level: str = _setting("INFO", "log level of the service", "QA_LOG_LEVEL")
 

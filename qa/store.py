@@ -102,6 +102,7 @@ class IndexStore:
         self._lock = ReadWriteLock()
         self._generation = -1
         self._vectors = self._empty_vectors()
+        self._frequencies: dict[str, int] = {}
         with self._connect() as db:
             db.executescript(_SCHEMA)
         self._check_manifest()
@@ -346,6 +347,31 @@ class IndexStore:
             except RuntimeError:  # not in this generation's vectors
                 continue
         return out
+
+    def document_frequencies(self, terms: Sequence[str]) -> tuple[dict[str, int], int]:
+        """How many chunks hold each term (as the keyword index stems it), and how many chunks
+        there are: the inverse document frequencies that weight question terms.
+
+        Cached per generation: a term costs one FTS5 count (about 1-5 ms at 100k chunks) once.
+        """
+        cache = self._frequencies
+        if cache.get("generation") != self._generation:
+            cache.clear()
+            cache["generation"] = self._generation
+            cache["chunks"] = self._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        counts = {}
+        for term in dict.fromkeys(t for t in terms if t):
+            key = "t:" + term
+            if key not in cache:
+                if len(cache) > 50_000:  # a bound on memory for a long-running service
+                    generation, chunks = cache["generation"], cache["chunks"]
+                    cache.clear()
+                    cache.update(generation=generation, chunks=chunks)
+                cache[key] = self._db.execute(
+                    "SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH ?", ('"' + term.replace('"', '""') + '"',)
+                ).fetchone()[0]
+            counts[term] = cache[key]
+        return counts, cache["chunks"]
 
     def keyword_chunks(self, terms: Sequence[str], n: int) -> list[tuple[int, float]]:
         """The `n` best chunks by BM25 for any of `terms`, as (chunk id, BM25 score; higher is better)."""

@@ -126,6 +126,18 @@ def keyword_terms(text: str) -> list[str]:
     terms = []
     for s, e in words(text):
         word = normalize_word(text[s:e])
-        if word not in STOPWORDS:
+        if word.endswith("'s"):  # "Emma's" -> "emma": the text may say "Emma" (or "Emma's")
+            word = word[:-2]
+        if word and word not in STOPWORDS:
             terms.append(word)
     return terms
+
+
+def term_stem(word: str) -> str:
+    """A crude stem for comparing question and sentence terms ("invaded" ~ "invasion" is not
+    needed; "normans" ~ "norman" and "ruled" ~ "rules" are): one inflection off, then 7 letters."""
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            break
+    return word[:7]

@@ -70,3 +70,20 @@ def test_k_out_of_range_is_refused(seed_engine, k):
 def test_unknown_article(seed_engine):
     with pytest.raises(NotFound):
         seed_engine.article("nope")
+
+
+def test_sentence_support_prefers_one_sentence_that_says_it_all(seed_engine):
+    # Same words, once in one sentence and once spread over two: the first is where an answer sits.
+    question = "Which telecoms operator did Russian hackers break into?"
+    together = "Russian hackers broke into Kyivstar, a telecoms operator. It was a cold day."
+    spread = "Russian hackers were busy. Kyivstar, a telecoms operator, broke records."
+    unrelated = "The weather in Kyiv was cold and grey all week."
+    with seed_engine.store.reading():
+        support = seed_engine.retriever.sentence_support(question, {1: together, 2: spread, 3: unrelated})
+    assert support[1] > support[2] > support[3] == 0.0
+    assert 0.0 < support[1] <= 1.0
+
+
+def test_search_ranks_the_passage_whose_sentence_answers_first(seed_engine):
+    passages = seed_engine.search("Which telecoms operator did Russian hackers break into?", 3)
+    assert "Kyivstar" in passages[0].text

@@ -1,4 +1,4 @@
-from qa.text import fold_typography, keyword_terms, split_sentences
+from qa.text import fold_typography, keyword_terms, split_sentences, term_stem
 
 
 def test_sentences_keep_offsets_and_skip_abbreviations():
@@ -24,3 +24,14 @@ def test_fold_typography_keeps_length():
 
 def test_keyword_terms_drop_stopwords_and_keep_codes():
     assert keyword_terms("Did Russia use an X-59 missile?") == ["russia", "use", "x-59", "missile"]
+
+
+def test_keyword_terms_drop_the_possessive():
+    # The keyword index reads "Emma's" as "emma" + "s"; the query term must be "emma".
+    assert keyword_terms("Who was Emma’s brother?") == ["emma", "brother"]
+
+
+def test_term_stem_joins_inflections():
+    assert term_stem("normans") == term_stem("norman")
+    assert term_stem("ruled") == term_stem("rules")
+    assert term_stem("drones") != term_stem("drama")
