@@ -106,7 +106,11 @@ class _Prepared:
     unit_terms: list[frozenset[str]] = field(default_factory=list)
     unit_numbers: list[frozenset[str]] = field(default_factory=list)
     deletions: dict[str, set[str]] | None = None  # misspelling index, built on first need
-    embeddings: np.ndarray | None = None
+    sentence_sizes: np.ndarray | None = None  # words per sentence; set last: units are ready
+    # Sentence vectors are embedded on first need, a sentence at a time: a lookup embeds only
+    # the sentences of its retrieved passages, not whole articles.
+    vectors: np.ndarray | None = None
+    embedded: np.ndarray | None = None  # bool per sentence: its row of `vectors` is filled
 
 
 def _fingerprint(article: Article) -> tuple:
@@ -180,6 +184,7 @@ class CitationFinder:
         *,
         candidate_passages: int = 20,
         max_articles: int = 5,
+        semantic_passages: int = 8,
         semantic_threshold: float = 0.54,
         semantic_min_cosine: float = 0.50,
         cache_size: int = 256,
@@ -189,6 +194,7 @@ class CitationFinder:
         self.encoder = encoder
         self.candidate_passages = candidate_passages
         self.max_articles = max_articles
+        self.semantic_passages = semantic_passages
         self.semantic_threshold = semantic_threshold
         self.semantic_min_cosine = semantic_min_cosine
         self.cache_size = cache_size
@@ -206,7 +212,7 @@ class CitationFinder:
         query = _tokens(text)
         if not query.norm or k <= 0:
             return []
-        articles = self._candidate_articles(text)
+        articles, spans = self._candidate_articles(text)
         if not articles:
             return []
 
@@ -220,7 +226,7 @@ class CitationFinder:
         # A verbatim or nearly verbatim source answers the question; restatements elsewhere
         # would only bury it, and skipping them keeps quote lookups fast.
         if not matches:
-            matches.extend(self._semantic(text, articles, k))
+            matches.extend(self._semantic(text, articles, k, spans))
         best = self._best(matches, k)
         logger.debug(
             "cite: %d words, %d articles, %d matches (%s) in %.1f ms",
@@ -235,8 +241,10 @@ class CitationFinder:
     def warm(self, articles: Iterable[Article]) -> None:
         """Prepare articles ahead of lookups (words, sentences, sentence vectors), so that the
         first semantic lookup over them does not pay for encoding their sentences."""
-        for article in articles:
-            self._ensure_units(self._prepared(article))
+        prepared = [self._prepared(article) for article in articles]
+        for item in prepared:
+            self._ensure_units(item)
+        self._embed([(item, range(item.sentence_count)) for item in prepared])
 
     def forget(self, article_id: str) -> None:
         """Drop what is cached for an article (call when it is replaced or deleted)."""
@@ -245,13 +253,18 @@ class CitationFinder:
 
     # -- candidates and the per-article cache -------------------------------------------------
 
-    def _candidate_articles(self, text: str) -> list[_Prepared]:
+    def _candidate_articles(self, text: str) -> tuple[list[_Prepared], dict[str, list[tuple[int, int]]]]:
+        """The articles of the best passages, and per article the spans of its best
+        `semantic_passages` passages (where a semantic match is looked for)."""
         ids: list[str] = []
-        for passage in self.candidates(text, self.candidate_passages):
+        spans: dict[str, list[tuple[int, int]]] = {}
+        for rank, passage in enumerate(self.candidates(text, self.candidate_passages)):
             if passage.article_id not in ids:
+                if len(ids) >= self.max_articles:
+                    continue
                 ids.append(passage.article_id)
-            if len(ids) >= self.max_articles:
-                break
+            if rank < self.semantic_passages:
+                spans.setdefault(passage.article_id, []).append((passage.start, passage.end))
         prepared = []
         for article_id in ids:
             try:
@@ -259,7 +272,7 @@ class CitationFinder:
             except NotFound:  # deleted between retrieval and lookup
                 continue
             prepared.append(self._prepared(article))
-        return prepared
+        return prepared, spans
 
     def _prepared(self, article: Article) -> _Prepared:
         fingerprint = _fingerprint(article)
@@ -428,8 +441,9 @@ class CitationFinder:
 
     # -- semantic -----------------------------------------------------------------------------
 
-    def _semantic(self, text: str, articles: Sequence[_Prepared], k: int) -> list[Match]:
-        """Sentences (or two adjacent ones) that state the text in other words.
+    def _semantic(self, text: str, articles: Sequence[_Prepared], k: int,
+                  spans: dict[str, list[tuple[int, int]]]) -> list[Match]:
+        """Sentences (or two adjacent ones) of the best passages that state the text in other words.
 
         The embedding's cosine decides; the share of the text's keywords the sentence holds is
         the second opinion, so that a sentence on the same topic but with other facts (other
@@ -439,32 +453,44 @@ class CitationFinder:
         if not query_terms:
             return []
         query_numbers = _numbers(text)
-        query_vector = self.encoder.encode([text])[0]
-        scored = []
+        chosen = []
         for prepared in articles:
             self._ensure_units(prepared)
-            if not prepared.units:
-                continue
-            cosines = prepared.embeddings @ query_vector
-            evidence = []
-            for index in range(len(prepared.units)):
-                overlap = _term_overlap(query_terms, prepared.unit_terms[index])
-                numbers = prepared.unit_numbers[index]
+            ranges = spans.get(prepared.article.id, [])
+            sentences = [
+                i for i, (s, e) in enumerate(prepared.units[: prepared.sentence_count])
+                if any(s < pe and ps < e for ps, pe in ranges)
+            ]
+            if sentences:
+                chosen.append((prepared, sentences))
+        if not chosen:
+            return []
+        self._embed(chosen)
+        query_vector = self.encoder.encode([text])[0]
+        scored = []
+        for prepared, sentences in chosen:
+            count = prepared.sentence_count
+            inside = set(sentences)
+            # Units: the chosen sentences, and each two adjacent chosen sentences.
+            units = sentences + [count + i for i in sentences if i + 1 in inside]
+            vectors = np.vstack([self._unit_vector(prepared, u) for u in units])
+            cosines = vectors @ query_vector
+            for unit, cosine in zip(units, cosines):
+                overlap = _term_overlap(query_terms, prepared.unit_terms[unit])
+                numbers = prepared.unit_numbers[unit]
                 missing = len(query_numbers - numbers) / len(query_numbers) if query_numbers else 0.0
-                evidence.append(
-                    _COSINE_WEIGHT * float(cosines[index])
+                combined = (
+                    _COSINE_WEIGHT * float(cosine)
                     + (1.0 - _COSINE_WEIGHT) * overlap
                     - _MISSING_NUMBER_PENALTY * missing
                 )
-            sentences = prepared.sentence_count
-            for index, (start, end) in enumerate(prepared.units):
-                combined = evidence[index]
                 # A pair of sentences holds more keywords than either alone; it pays for its
                 # length, so that it wins only when it states the text clearly better.
-                if index >= sentences:
+                if unit >= count:
                     combined -= _PAIR_COST
-                if combined < self.semantic_threshold or cosines[index] < self.semantic_min_cosine:
+                if combined < self.semantic_threshold or cosine < self.semantic_min_cosine:
                     continue
+                start, end = prepared.units[unit]
                 scored.append((combined, end - start, prepared, start, end))
         # Best first; between equals, the shorter span says it more precisely.
         scored.sort(key=lambda s: (-s[0], s[1]))
@@ -479,7 +505,8 @@ class CitationFinder:
         return found
 
     def _ensure_units(self, prepared: _Prepared) -> None:
-        if prepared.embeddings is not None:
+        """Sentences and sentence pairs of an article, with their keywords and numbers."""
+        if prepared.sentence_sizes is not None:
             return
         article = prepared.article
         sentences = [
@@ -489,21 +516,45 @@ class CitationFinder:
         # Two adjacent sentences, for a claim that one sentence alone does not state.
         units += [(a[0], b[1]) for a, b in zip(sentences, sentences[1:])]
         texts = [article.text[s:e] for s, e in units]
-        if sentences:
-            single = np.asarray(self.encoder.encode(texts[: len(sentences)]), dtype=np.float32)
-            # A pair's vector is its sentences' vectors averaged by length: the model pools the
-            # mean of its word vectors, so this is close to encoding the pair, at no cost.
-            sizes = np.array([max(1, len(words(t))) for t in texts[: len(sentences)]], dtype=np.float32)
-            pairs = single[:-1] * sizes[:-1, None] + single[1:] * sizes[1:, None]
-            pairs /= np.maximum(np.linalg.norm(pairs, axis=1, keepdims=True), 1e-12)
-            embeddings = np.vstack([single, pairs]).astype(np.float32)
-        else:
-            embeddings = np.zeros((0, 1), dtype=np.float32)
         prepared.unit_terms = [frozenset(_stems(keyword_terms(t))) for t in texts]
         prepared.unit_numbers = [_numbers(t) for t in texts]
         prepared.units = units
         prepared.sentence_count = len(sentences)
-        prepared.embeddings = embeddings  # set last: it marks the units as ready
+        prepared.embedded = np.zeros(len(sentences), dtype=bool)
+        prepared.sentence_sizes = np.array(  # set last: it marks the units as ready
+            [max(1, len(words(t))) for t in texts[: len(sentences)]], dtype=np.float32
+        )
+
+    def _embed(self, wanted: Sequence[tuple[_Prepared, Sequence[int]]]) -> None:
+        """Embed the wanted sentences that are not yet, in one call for all articles."""
+        todo = [(prepared, i) for prepared, indices in wanted for i in indices if not prepared.embedded[i]]
+        if not todo:
+            return
+        vectors = np.asarray(
+            self.encoder.encode([p.article.text[slice(*p.units[i])] for p, i in todo]), dtype=np.float32
+        )
+        with self._lock:
+            self._store_vectors(todo, vectors)
+
+    @staticmethod
+    def _store_vectors(todo, vectors: np.ndarray) -> None:
+        for (prepared, i), vector in zip(todo, vectors):
+            if prepared.vectors is None:
+                prepared.vectors = np.zeros((prepared.sentence_count, vectors.shape[1]), dtype=np.float32)
+            prepared.vectors[i] = vector
+            prepared.embedded[i] = True  # after the row: a concurrent lookup reads it only then
+
+    @staticmethod
+    def _unit_vector(prepared: _Prepared, unit: int) -> np.ndarray:
+        count = prepared.sentence_count
+        if unit < count:
+            return prepared.vectors[unit]
+        # A pair's vector is its sentences' vectors averaged by length: the model pools the
+        # mean of its word vectors, so this is close to encoding the pair, at no cost.
+        i = unit - count
+        sizes = prepared.sentence_sizes
+        pair = prepared.vectors[i] * sizes[i] + prepared.vectors[i + 1] * sizes[i + 1]
+        return pair / max(float(np.linalg.norm(pair)), 1e-12)
 
     # -- results ------------------------------------------------------------------------------
 

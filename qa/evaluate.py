@@ -37,6 +37,7 @@ class Question:
     answers: tuple[str, ...]  # empty: not answerable from the articles
     article_id: str | None
     spans: tuple[tuple[int, int], ...] = ()  # gold answer offsets in the article, where known
+    paragraph: tuple[int, int] | None = None  # SQuAD: the question's paragraph in the article
 
 
 def normalize_answer(text: str) -> str:
@@ -77,6 +78,7 @@ def load_squad(path: Path) -> tuple[list[Article], list[Question]]:
                     Question(
                         qa["id"], qa["question"], tuple(a["text"] for a in gold), article_id,
                         tuple((offset + a["answer_start"], offset + a["answer_start"] + len(a["text"])) for a in gold),
+                        (offset, offset + len(context)),
                     )
                 )
             parts.append(context)
@@ -200,12 +202,11 @@ def score_questions(engine: Engine, questions: list[Question], gold_passages: bo
 
 
 def _own_paragraph(article: Article, question: Question) -> list[Passage]:
-    """The paragraph that holds the question's gold answer (reading comprehension)."""
-    anchor = question.spans[0][0] if question.spans else 0
-    start = article.text.rfind("\n\n", 0, anchor)
-    start = 0 if start < 0 else start + 2
-    end = article.text.find("\n\n", anchor)
-    end = len(article.text) if end < 0 else end
+    """The paragraph the question was written on (reading comprehension); for an unanswerable
+    SQuAD v2 question too, which must then be recognised as unanswerable from that paragraph."""
+    if question.paragraph is None:
+        raise BadInput("bad_request", "--gold needs SQuAD questions, which know their paragraph")
+    start, end = question.paragraph
     return [Passage(article.id, article.title, start, end, article.text[start:end], 1.0, 0, 0, 1.0)]
 
 

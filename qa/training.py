@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from .evaluate import exact_match, f1_score
+from .text import STOPWORDS
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,75 @@ def load_squad(paths: Iterable[str | Path], seen: set[str] | None = None) -> lis
                         SquadExample(qa["id"], article.get("title", ""), qa["question"].strip(), context, answers)
                     )
     return examples
+
+
+_TOKEN = re.compile(r"[A-Za-z][A-Za-z\-']*[A-Za-z]|\d[\d,.]*\d|\d")
+_QUESTION_WORDS = frozenset("what which who whom whose when where why how".split())
+
+
+def _word_kind(word: str) -> str | None:
+    if word[0].isdigit():
+        return "number"
+    if word[0].isupper():
+        return "name"
+    if len(word) > 3 and word.lower() not in STOPWORDS:
+        return "word"
+    return None
+
+
+def synthetic_unanswerable(examples: Sequence[SquadExample], rate: float, seed: int) -> list[SquadExample]:
+    """Unanswerable questions made from answerable ones, so the span model learns to check
+    that the passage is about what the question asks (SQuAD v2's 348 are too few to learn it).
+
+    For a share `rate` of the answerable questions, one of two:
+    - swap: a name, number or content word of the question that the paragraph holds is replaced
+      by one of the same kind from another article, which the paragraph does not hold
+      ("When did Dyrrachium fall to the Normans?" -> "... to the Mongols?");
+    - elsewhere: the question with another paragraph of its article that lacks the answer, as
+      a retriever may hand the reader at run time.
+    """
+    rng = random.Random(seed)
+    pools: dict[str, dict[str, list[str]]] = collections.defaultdict(lambda: collections.defaultdict(list))
+    for example in examples:
+        for word in dict.fromkeys(_TOKEN.findall(example.context)):  # in text order: seeded runs repeat
+            kind = _word_kind(word)
+            if kind:
+                pools[kind][example.title].append(word)
+    paragraphs: dict[str, list[str]] = collections.defaultdict(list)
+    for example in examples:
+        if example.context not in paragraphs[example.title][-1:]:
+            paragraphs[example.title].append(example.context)
+    titles = sorted({e.title for e in examples})
+    made = []
+    for example in examples:
+        if not example.answerable or rng.random() >= rate:
+            continue
+        if rng.random() < 0.7:
+            context_words = {w.lower() for w in _TOKEN.findall(example.context)}
+            answer_words = {w.lower() for text, _ in example.answers for w in _TOKEN.findall(text)}
+            spots = [
+                m for m in _TOKEN.finditer(example.question)
+                if _word_kind(m.group()) and m.group().lower() in context_words
+                and m.group().lower() not in answer_words and m.group().lower() not in _QUESTION_WORDS
+                and m.start() > 0
+            ]
+            if spots:
+                spot = rng.choice(spots)
+                kind = _word_kind(spot.group())
+                others = [t for t in titles if t != example.title and pools[kind][t]]
+                if others:
+                    for _ in range(5):
+                        word = rng.choice(pools[kind][rng.choice(others)])
+                        if word.lower() not in context_words and word not in example.question:
+                            question = example.question[: spot.start()] + word + example.question[spot.end():]
+                            made.append(SquadExample(example.id + "-swap", example.title, question, example.context, ()))
+                            break
+                continue
+        answers = [text.lower() for text, _ in example.answers]
+        elsewhere = [c for c in paragraphs[example.title] if c != example.context and not any(a in c.lower() for a in answers)]
+        if elsewhere:
+            made.append(SquadExample(example.id + "-elsewhere", example.title, example.question, rng.choice(elsewhere), ()))
+    return made
 
 
 def load_tokenizer(path: str | Path):
@@ -225,6 +295,7 @@ def train_reader(
     base_model: str | Path | None = None,
     bf16: bool = True,
     freeze_embeddings: bool = False,
+    synthetic: float = 0.0,
 ) -> dict[str, Any]:
     """Fine-tune a span head on MiniLM; saves a Hugging Face checkpoint into `checkpoint_dir`.
 
@@ -244,6 +315,10 @@ def train_reader(
     examples = load_squad(train_files)
     if limit:
         examples = random.Random(seed).sample(examples, min(limit, len(examples)))
+    made = synthetic_unanswerable(examples, synthetic, seed) if synthetic > 0 else []
+    log.info("%d synthetic unanswerable questions (%d swapped words, %d other paragraphs)", len(made),
+             sum(e.id.endswith("-swap") for e in made), sum(e.id.endswith("-elsewhere") for e in made))
+    examples = examples + made
     features = build_features(examples, tokenizer, max_length, stride)
     n_pos = sum(1 for f in features if f[2] > 0)
     log.info(
@@ -329,6 +404,8 @@ def train_reader(
         "bf16": bf16,
         "threads": threads,
         "freeze_embeddings": freeze_embeddings,
+        "synthetic_unanswerable": synthetic,
+        "synthetic_questions": len(made),
         "train_seconds": round(seconds, 1),
     }
     (checkpoint_dir / "train_stats.json").write_text(json.dumps(stats, indent=2))
@@ -636,6 +713,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch threads; 1 is several times faster than 2 when other work shares the 2 cores")
     p.add_argument("--news", default=str(SHARED_DATA / "news_dev.jsonl"), metavar="FILE",
                    help="news dev questions (evaluation only)")
+    p.add_argument("--synthetic-unanswerable", type=float, default=0.0, metavar="RATE",
+                   help="add unanswerable variants of this share of the answerable questions")
     p.add_argument("--freeze-embeddings", action="store_true", help="keep the word embeddings fixed")
     p.add_argument("--date", default=None, help="date for the model card (default: today)")
     p.add_argument("--no-quantize", action="store_true")
@@ -758,6 +837,7 @@ def training_command(stats: dict[str, Any]) -> str:
         f"--batch-size {stats['batch_size']} --max-length {stats['max_length']} --stride {stats['stride']} "
         f"--seed {stats['seed']} --threads {stats.get('threads', 1)}"
         + (" --freeze-embeddings" if stats.get("freeze_embeddings") else "")
+        + (f" --synthetic-unanswerable {stats['synthetic_unanswerable']:g}" if stats.get("synthetic_unanswerable") else "")
     )
 
 
@@ -794,7 +874,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stats = train_reader(
             args.train, checkpoint, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
             max_length=args.max_length, stride=args.stride, seed=args.seed, limit=args.limit,
-            threads=args.threads, freeze_embeddings=args.freeze_embeddings,
+            threads=args.threads, freeze_embeddings=args.freeze_embeddings, synthetic=args.synthetic_unanswerable,
         )
     config: dict[str, Any] = {
         "max_length": stats.get("max_length", args.max_length),

@@ -1,0 +1,53 @@
+"""The training data the reader learns from: SQuAD parts and the synthetic unanswerable questions."""
+
+from qa.training import DEFAULT_TRAIN, SquadExample, load_squad, synthetic_unanswerable
+
+
+def test_synthetic_unanswerable_questions_are_unanswerable_from_their_paragraph():
+    examples = load_squad(DEFAULT_TRAIN)
+    made = synthetic_unanswerable(examples, 0.3, seed=7)
+    answerable = sum(e.answerable for e in examples)
+    assert 0.2 * answerable < len(made) <= 0.3 * answerable * 1.1
+    by_id = {e.id: e for e in examples}
+    kinds = {"swap": 0, "elsewhere": 0}
+    for example in made:
+        assert not example.answerable
+        original_id, kind = example.id.rsplit("-", 1)
+        original = by_id[original_id]
+        kinds[kind] += 1
+        if kind == "swap":
+            # One word changed, to a word the paragraph does not hold.
+            assert example.context == original.context and example.question != original.question
+            new_words = set(example.question.split()) - set(original.question.split())
+            assert new_words and not any(w.strip("?,.") in example.context.split() for w in new_words)
+        else:
+            assert example.question == original.question and example.context != original.context
+            assert not any(text.lower() in example.context.lower() for text, _ in original.answers)
+    assert kinds["swap"] > kinds["elsewhere"] > 0
+
+
+def test_synthetic_unanswerable_is_seeded_and_skips_unanswerable_questions():
+    examples = [
+        SquadExample("a", "T1", "When did Rollo reach Normandy?", "Rollo reached Normandy in 911.", (("911", 26),)),
+        SquadExample("b", "T2", "Who built the Tower of London?", "William built the Tower of London.", (("William", 0),)),
+        SquadExample("c", "T2", "Who sank?", "Nobody knows.", ()),
+    ]
+    first = synthetic_unanswerable(examples, 1.0, seed=3)
+    assert first == synthetic_unanswerable(examples, 1.0, seed=3)
+    assert all(not e.id.startswith("c-") for e in first)
+
+
+def test_synthetic_unanswerable_does_not_depend_on_hash_seeds():
+    # A seeded training run must see the same questions in every process.
+    import os
+    import subprocess
+    import sys
+
+    code = ("import hashlib; from qa.training import DEFAULT_TRAIN, load_squad, synthetic_unanswerable as s;"
+            "print(hashlib.sha1('|'.join(e.question + e.context for e in s(load_squad(DEFAULT_TRAIN), 0.2, 5)).encode()).hexdigest())")
+    outputs = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+        for seed in ("1", "2")
+    }
+    assert len(outputs) == 1
