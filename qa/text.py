@@ -134,10 +134,11 @@ def keyword_terms(text: str) -> list[str]:
 
 
 def term_stem(word: str) -> str:
-    """A crude stem for comparing question and sentence terms ("invaded" ~ "invasion" is not
-    needed; "normans" ~ "norman" and "ruled" ~ "rules" are): one inflection off, then 7 letters."""
+    """A crude stem of a normalized word, for matching a question's terms in a sentence: crude but
+    symmetric, as both sides are stemmed alike."""
+    word = re.sub(r"['’]s$", "", word)  # "Kyiv's" is about Kyiv
+    word = re.sub(r"ences?$", "ense", word)  # British and American spelling: defence, defense
     for suffix in ("ing", "ed", "es", "s"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            word = word[: -len(suffix)]
-            break
-    return word[:7]
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+            return word[: -len(suffix)]
+    return word

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from ..records import Answer, Passage
-from ..text import STOPWORDS, normalize_word, split_sentences, words
+from ..text import STOPWORDS, normalize_word, split_sentences, term_stem, words
 from .base import answer_in_passage, best_distinct
 
 _MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
@@ -93,18 +93,8 @@ class _Sentence:
         return (self.passage.article_id, self.passage.start + self.start)
 
 
-def _stem(word: str) -> str:
-    # Crude but symmetric: the question and the sentence are stemmed alike.
-    word = re.sub(r"['’]s$", "", word)  # "Kyiv's" is about Kyiv
-    word = re.sub(r"ences?$", "ense", word)  # British and American spelling: defence, defense
-    for suffix in ("ing", "ed", "es", "s"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
-            return word[: -len(suffix)]
-    return word
-
-
 def _terms(text: str) -> list[str]:
-    return [_stem(normalize_word(text[s:e])) for s, e in words(text) if normalize_word(text[s:e]) not in STOPWORDS]
+    return [term_stem(normalize_word(text[s:e])) for s, e in words(text) if normalize_word(text[s:e]) not in STOPWORDS]
 
 
 class RuleReader:
@@ -174,7 +164,7 @@ class RuleReader:
 
     def _spans(self, text: str, kind: str, question: str, question_terms: set[str], question_words: set[str]):
         """Candidate answer spans in one sentence: (start, end, fit 0..1)."""
-        anchors = [(s, e) for s, e in words(text) if _stem(normalize_word(text[s:e])) in question_terms]
+        anchors = [(s, e) for s, e in words(text) if term_stem(normalize_word(text[s:e])) in question_terms]
         if kind == QUANTITY:
             found = [(m.start(), m.end()) for m in _QUANTITY.finditer(text)]
             found = [span for span in found if not _DATE.fullmatch(text[span[0]:span[1]]) or not re.fullmatch(r"\d{4}", text[span[0]:span[1]])]
@@ -241,6 +231,6 @@ class RuleReader:
         asked = re.search(r"\bhow (?:many|much)\s+((?:\w+\s+){0,3}?\w+)\b", question, re.IGNORECASE)
         if not asked:
             return 0.0
-        nouns = {_stem(normalize_word(w)) for w in asked.group(1).split()} - {_stem(w) for w in STOPWORDS}
-        following = [_stem(normalize_word(text[s:e])) for s, e in words(text[end:end + 60])][:4]
+        nouns = {term_stem(normalize_word(w)) for w in asked.group(1).split()} - {term_stem(w) for w in STOPWORDS}
+        following = [term_stem(normalize_word(text[s:e])) for s, e in words(text[end:end + 60])][:4]
         return 1.0 if nouns & set(following) else 0.0
