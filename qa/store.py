@@ -102,7 +102,8 @@ class IndexStore:
         self._lock = ReadWriteLock()
         self._generation = -1
         self._vectors = self._empty_vectors()
-        self._frequencies: dict[str, int] = {}
+        # (generation, chunk count, term -> chunks holding it), for `document_frequencies`.
+        self._frequencies: tuple[int, int, dict[str, int]] = (-1, 0, {})
         with self._connect() as db:
             db.executescript(_SCHEMA)
         self._check_manifest()
@@ -354,24 +355,21 @@ class IndexStore:
 
         Cached per generation: a term costs one FTS5 count (about 1-5 ms at 100k chunks) once.
         """
-        cache = self._frequencies
-        if cache.get("generation") != self._generation:
-            cache.clear()
-            cache["generation"] = self._generation
-            cache["chunks"] = self._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        generation, total, known = self._frequencies
+        if generation != self._generation:
+            total = self._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+            known = {}
+            self._frequencies = (self._generation, total, known)
         counts = {}
         for term in dict.fromkeys(t for t in terms if t):
-            key = "t:" + term
-            if key not in cache:
-                if len(cache) > 50_000:  # a bound on memory for a long-running service
-                    generation, chunks = cache["generation"], cache["chunks"]
-                    cache.clear()
-                    cache.update(generation=generation, chunks=chunks)
-                cache[key] = self._db.execute(
+            if term not in known:
+                if len(known) >= 50_000:  # a bound on memory for a long-running service
+                    known.clear()
+                known[term] = self._db.execute(
                     "SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH ?", ('"' + term.replace('"', '""') + '"',)
                 ).fetchone()[0]
-            counts[term] = cache[key]
-        return counts, cache["chunks"]
+            counts[term] = known[term]
+        return counts, total
 
     def keyword_chunks(self, terms: Sequence[str], n: int) -> list[tuple[int, float]]:
         """The `n` best chunks by BM25 for any of `terms`, as (chunk id, BM25 score; higher is better)."""

@@ -97,3 +97,15 @@ def test_an_index_of_another_model_is_refused(fresh_engine, encoder):
         Engine(make_settings(fresh_engine.settings.index_dir), encoder=OtherModel())
     with pytest.raises(IndexMismatch, match="chunk_tokens"):
         Engine(make_settings(fresh_engine.settings.index_dir, chunk_tokens=100), encoder=encoder)
+
+
+def test_document_frequencies_follow_writes(fresh_engine):
+    store = fresh_engine.store
+    with store.reading():
+        before, total = store.document_frequencies(["kyivstar", "zyxwvut"])
+    assert before["kyivstar"] > 0 and before["zyxwvut"] == 0
+    fresh_engine.ingest_records([{"id": "rare", "text": "Zyxwvut is a made-up word. Kyivstar is not."}])
+    with store.reading():
+        after, total_after = store.document_frequencies(["kyivstar", "zyxwvut"])
+    assert after == {"kyivstar": before["kyivstar"] + 1, "zyxwvut": 1}
+    assert total_after == total + 1
