@@ -268,6 +268,15 @@ def _collate(features, idx, pad_id: int):
 # Training
 
 
+def layer_depth(name: str, layers: int) -> int:
+    """Where a parameter sits: 0 for the embeddings, i + 1 for encoder layer i, layers + 1 for
+    the span head (and anything else above the encoder)."""
+    found = re.search(r"\.layer\.(\d+)\.", name)
+    if found:
+        return int(found.group(1)) + 1
+    return 0 if "embeddings" in name else layers + 1
+
+
 def seed_everything(seed: int) -> None:
     import numpy as np
     import torch
@@ -296,6 +305,7 @@ def train_reader(
     bf16: bool = True,
     freeze_embeddings: bool = False,
     synthetic: float = 0.0,
+    layer_decay: float = 1.0,
 ) -> dict[str, Any]:
     """Fine-tune a span head on MiniLM; saves a Hugging Face checkpoint into `checkpoint_dir`.
 
@@ -335,13 +345,19 @@ def train_reader(
     total_steps = max(1, int(round(steps_per_epoch * epochs)))
     warmup_steps = int(total_steps * warmup)
     no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if p.requires_grad and not any(k in n for k in no_decay)],
-         "weight_decay": weight_decay},
-        {"params": [p for n, p in model.named_parameters() if p.requires_grad and any(k in n for k in no_decay)],
-         "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=lr)
+    layers = model.config.num_hidden_layers
+    groups: dict[tuple[int, bool], dict] = {}
+    for n, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        decays = not any(k in n for k in no_decay)
+        # Layer-wise decay: lower layers (general language) move less than upper ones.
+        depth = layer_depth(n, layers)
+        scale = layer_decay ** (layers + 1 - depth)
+        group = groups.setdefault((depth, decays), {"params": [], "weight_decay": weight_decay if decays else 0.0,
+                                                       "lr": lr * scale})
+        group["params"].append(p)
+    optimizer = torch.optim.AdamW(list(groups.values()), lr=lr)
 
     def schedule(step: int) -> float:
         if step < warmup_steps:
@@ -406,6 +422,7 @@ def train_reader(
         "freeze_embeddings": freeze_embeddings,
         "synthetic_unanswerable": synthetic,
         "synthetic_questions": len(made),
+        "layer_decay": layer_decay,
         "train_seconds": round(seconds, 1),
     }
     (checkpoint_dir / "train_stats.json").write_text(json.dumps(stats, indent=2))
@@ -715,6 +732,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="news dev questions (evaluation only)")
     p.add_argument("--synthetic-unanswerable", type=float, default=0.0, metavar="RATE",
                    help="add unanswerable variants of this share of the answerable questions")
+    p.add_argument("--layer-decay", type=float, default=1.0, metavar="F",
+                   help="learning rate x F per layer below the top (1: the same everywhere)")
     p.add_argument("--freeze-embeddings", action="store_true", help="keep the word embeddings fixed")
     p.add_argument("--date", default=None, help="date for the model card (default: today)")
     p.add_argument("--no-quantize", action="store_true")
@@ -838,6 +857,7 @@ def training_command(stats: dict[str, Any]) -> str:
         f"--seed {stats['seed']} --threads {stats.get('threads', 1)}"
         + (" --freeze-embeddings" if stats.get("freeze_embeddings") else "")
         + (f" --synthetic-unanswerable {stats['synthetic_unanswerable']:g}" if stats.get("synthetic_unanswerable") else "")
+        + (f" --layer-decay {stats['layer_decay']:g}" if stats.get("layer_decay", 1.0) != 1.0 else "")
     )
 
 
@@ -875,6 +895,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.train, checkpoint, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
             max_length=args.max_length, stride=args.stride, seed=args.seed, limit=args.limit,
             threads=args.threads, freeze_embeddings=args.freeze_embeddings, synthetic=args.synthetic_unanswerable,
+            layer_decay=args.layer_decay,
         )
     config: dict[str, Any] = {
         "max_length": stats.get("max_length", args.max_length),

@@ -51,3 +51,12 @@ def test_synthetic_unanswerable_does_not_depend_on_hash_seeds():
         for seed in ("1", "2")
     }
     assert len(outputs) == 1
+
+
+def test_layer_depth_orders_embeddings_layers_and_head():
+    from qa.training import layer_depth
+
+    assert layer_depth("bert.embeddings.word_embeddings.weight", 6) == 0
+    assert layer_depth("bert.encoder.layer.0.attention.self.query.weight", 6) == 1
+    assert layer_depth("bert.encoder.layer.5.output.dense.bias", 6) == 6
+    assert layer_depth("qa_outputs.weight", 6) == 7
