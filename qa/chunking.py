@@ -97,6 +97,10 @@ def _windows(article: Article, pieces: list[tuple[int, int, int]], config: Chunk
         chunks.append(Chunk(article.id, start, end, article.text[start:end]))
         if last + 1 >= len(pieces):
             break
-        # Step forward, keeping the overlap (never across a paragraph break), by at least one sentence.
-        first = last + 1 if opens[last + 1] else max(first + 1, last + 1 - config.overlap_sentences)
+        # Step forward by at least one sentence, keeping the overlap. A paragraph break ends the
+        # overlap, unless the window ends with a one-sentence paragraph: news runs one sentence
+        # to a paragraph, and the next one often leaves its subject there ("The hack ...").
+        one_sentence_paragraph = opens[last] and opens[last + 1]
+        step_over = opens[last + 1] and not one_sentence_paragraph
+        first = last + 1 if step_over else max(first + 1, last + 1 - config.overlap_sentences)
     return chunks

@@ -56,3 +56,21 @@ def test_the_same_answer_from_overlapping_chunks_is_given_once():
     kept = best_distinct(answers, 5)
     assert len(kept) == 1 and kept[0].score == 0.9
     assert (kept[0].citation.start, kept[0].context.start, kept[0].context.text) == (100 + start, 100, text)
+
+
+def test_a_sentence_finds_the_one_before_it_in_another_passage():
+    from qa.readers.rules import RuleReader, _previous_sentences
+
+    text = "Hackers were inside Kyivstar's system.\nThe hack knocked out services from 12 December. It ended."
+    first = Passage("a", "A", 0, 38, text[:38], 1.0)
+    second = Passage("a", "A", 0, len(text), text, 0.5)  # overlaps the first
+    other = Passage("b", "B", 39, len(text), text[39:], 0.4)  # same offsets, another article
+    sentences = RuleReader(encoder=None).sentences([first, second, other])
+    texts = [s.text for s in sentences]
+    before = _previous_sentences(sentences)
+    hack = texts.index("The hack knocked out services from 12 December.")
+    assert texts[before[hack]] == "Hackers were inside Kyivstar's system."
+    assert sentences[before[hack]].passage is first
+    assert texts[before[texts.index("It ended.")]] == texts[hack]
+    assert before[0] is None
+    assert all(before[i] is None for i, s in enumerate(sentences) if s.passage is other and s.start == 0)

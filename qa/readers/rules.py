@@ -93,6 +93,26 @@ class _Sentence:
         return (self.passage.article_id, self.passage.start + self.start)
 
 
+def _previous_sentences(sentences: Sequence[_Sentence]) -> list[int | None]:
+    """For each sentence, the index of the one just before it in its article, if among them.
+
+    By article position, not list order: overlapping chunks list a sentence once, under the
+    first passage that holds it, so its neighbour may have come from another passage.
+    """
+    ends = {}
+    for index, s in enumerate(sentences):
+        ends.setdefault((s.passage.article_id, s.passage.start + s.end), index)
+    out: list[int | None] = []
+    for s in sentences:
+        start = s.passage.start + s.start
+        # Only white space stands between two sentences of one text: the passage shows what of it
+        # comes before this sentence; a passage that starts here may hide a line break or two.
+        gap = len(s.passage.text[: s.start]) - len(s.passage.text[: s.start].rstrip())
+        found = (ends.get((s.passage.article_id, start - back)) for back in range(gap + 4))
+        out.append(next((i for i in found if i is not None), None))
+    return out
+
+
 def _terms(text: str) -> list[str]:
     return [term_stem(normalize_word(text[s:e])) for s, e in words(text) if normalize_word(text[s:e]) not in STOPWORDS]
 
@@ -155,10 +175,11 @@ class RuleReader:
         weight = {t: math.log(1 + count / (1 + sum(t in st for st in sentence_terms))) + 0.5 for t in question_terms}
         total = sum(weight.values()) or 1.0
         overlap = np.zeros(count)
+        before = _previous_sentences(sentences)
         for index, terms in enumerate(sentence_terms):
-            # A sentence often leaves its subject to the one before ("The hack ... from 12 December"
-            # after "Kyivstar's system"): words there count for half.
-            previous = sentence_terms[index - 1] if index and sentences[index - 1].passage is sentences[index].passage else set()
+            # A sentence often leaves its subject to the one before it in the article ("The hack
+            # ... from 12 December" after "Kyivstar's system"): words there count for half.
+            previous = sentence_terms[before[index]] if before[index] is not None else set()
             overlap[index] = sum(weight[t] * (1.0 if t in terms else 0.5 if t in previous else 0.0) for t in question_terms) / total
         return 0.5 * np.clip(cosine, 0, 1) + 0.5 * overlap
 
