@@ -10,8 +10,10 @@ from .records import Article, Chunk, Sentence
 from .text import split_sentences, words
 
 
-# A window this full (share of max_tokens) closes at the next paragraph break.
+# A window this full (share of max_tokens) closes where a new topic (paragraph) starts...
 PARAGRAPH_FILL = 0.25
+# ... and this full at the next line break after a paragraph of one sentence (see `_windows`).
+LINE_FILL = 0.5
 
 
 @dataclass(frozen=True)
@@ -82,14 +84,20 @@ def _segments(article: Article, sized: list[tuple[int, int, int]]) -> list[list[
 
 def _windows(article: Article, pieces: list[tuple[int, int, int]], config: ChunkingConfig) -> list[Chunk]:
     # A paragraph starts where a line break stands between two sentences.
-    opens = [i == 0 or "\n" in article.text[pieces[i - 1][1]:pieces[i][0]] for i in range(len(pieces))]
+    breaks = [i == 0 or "\n" in article.text[pieces[i - 1][1]:pieces[i][0]] for i in range(len(pieces))]
+    # A paragraph is a topic of its own, but one of a single sentence is not: news runs one
+    # sentence to a paragraph, and the next often leaves its subject there ("The hack ..."), so
+    # windows run on across such breaks (closing at one once fuller) and keep their overlap.
+    opens = [breaks[i] and (i == 0 or not breaks[i - 1]) for i in range(len(pieces))]
     chunks = []
     first = 0
     while first < len(pieces):
         last, tokens = first, pieces[first][2]
         while last + 1 < len(pieces) and tokens + pieces[last + 1][2] <= config.max_tokens:
-            # A window at least half full ends with its paragraph: one embedding, one topic.
+            # A window this full ends with its topic: one embedding, one topic.
             if opens[last + 1] and tokens >= config.max_tokens * PARAGRAPH_FILL:
+                break
+            if breaks[last + 1] and tokens >= config.max_tokens * LINE_FILL:
                 break
             last += 1
             tokens += pieces[last][2]
@@ -97,10 +105,6 @@ def _windows(article: Article, pieces: list[tuple[int, int, int]], config: Chunk
         chunks.append(Chunk(article.id, start, end, article.text[start:end]))
         if last + 1 >= len(pieces):
             break
-        # Step forward by at least one sentence, keeping the overlap. A paragraph break ends the
-        # overlap, unless the window ends with a one-sentence paragraph: news runs one sentence
-        # to a paragraph, and the next one often leaves its subject there ("The hack ...").
-        one_sentence_paragraph = opens[last] and opens[last + 1]
-        step_over = opens[last + 1] and not one_sentence_paragraph
-        first = last + 1 if step_over else max(first + 1, last + 1 - config.overlap_sentences)
+        # Step forward, keeping the overlap (never across a new topic), by at least one sentence.
+        first = last + 1 if opens[last + 1] else max(first + 1, last + 1 - config.overlap_sentences)
     return chunks
