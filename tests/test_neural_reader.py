@@ -138,3 +138,29 @@ def test_load_neural_reader_picks_the_right_reader(tmp_path):
         load_neural_reader(tmp_path)
     with pytest.raises(BadInput):
         load_neural_reader(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("weights", [
+    dict(span=1.0, sentence=1.0, form=0.0),
+    dict(span=1.0, sentence=2.0, form=0.4),  # a blend that runs well above 2
+    dict(span=1.5, sentence=2.0, form=0.4, counted=0.6),
+])
+def test_hybrid_answers_in_the_order_of_its_blend(neural, encoder, article_text, weights):
+    # The tuner (qa/tuning.py) scores the best candidate by the blend; the reader must answer
+    # with that same candidate, whatever the weights.
+    from qa.readers.hybrid import HybridReader, HybridWeights
+    from qa.readers.rules import RuleReader
+
+    reader = HybridReader(neural, RuleReader(encoder), HybridWeights(**weights, echo=0.5, min_support=0.0, threshold=-1e9))
+    passages = [article_passage(article_text, SENTENCE, 200, 200), article_passage(article_text, "Kyiv", 0, 400)]
+    for question in ("How many drones did the Ukrainian defenses shoot down?", "Who is the mayor of Kyiv?",
+                     "When did the attack start?"):
+        candidates, _ = reader.candidates(question, passages)
+        best = max(candidates, key=reader.score)
+        answers = reader.read(question, passages, 3)
+        check_well_formed(answers, passages, article_text, 3)
+        assert answers[0].text == passages[best.passage].text[best.start:best.end]
+        # Scores keep the blend's order: distinct answers, distinct scores, none saturated.
+        scores = [a.score for a in answers]
+        assert len(answers) == 3 and all(a > b for a, b in zip(scores, scores[1:])), scores
+        assert 0.0 <= scores[-1] and scores[0] < 1.0

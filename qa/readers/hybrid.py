@@ -128,6 +128,15 @@ class HybridReader:
             - w.echo * candidate.echo
         )
 
+    def unit_score(self, value: float) -> float:
+        """The blend on 0..1 for the API, in the same order: divided by the most it can reach.
+
+        Answers are ranked by this score, so it must not saturate below the weights' top.
+        """
+        w = self.weights
+        top = w.span + max(w.sentence, 0.0) + max(w.form, 0.0) + max(w.counted, 0.0)
+        return float(np.clip(value / top, 0.0, 1.0)) if top > 0 else 0.0
+
     def read(self, question: str, passages: Sequence[Passage], top_k: int) -> list[Answer]:
         candidates, best_support = self.candidates(question, passages)
         if not candidates or best_support < self.weights.min_support:
@@ -136,7 +145,7 @@ class HybridReader:
         for candidate in candidates:
             value = self.score(candidate)
             if value >= self.weights.threshold:
-                answers.append(answer_in_passage(passages[candidate.passage], candidate.start, candidate.end, _unit(value)))
+                answers.append(answer_in_passage(passages[candidate.passage], candidate.start, candidate.end, self.unit_score(value)))
         return best_distinct(answers, top_k)
 
 
@@ -162,6 +171,3 @@ def _reshape(text: str, start: int, end: int, kind: str, question_words: set[str
     return start, end
 
 
-def _unit(value: float) -> float:
-    """A score on 0..1 for the API (the raw blend runs to about 2.3)."""
-    return float(np.clip(value / 2.3, 0.0, 1.0))
