@@ -13,7 +13,7 @@ from .text import split_sentences, words
 # A window this full (share of max_tokens) closes where a new topic (paragraph) starts...
 PARAGRAPH_FILL = 0.25
 # ... and this full at the next line break after a paragraph of one sentence (see `_windows`).
-LINE_FILL = 0.5
+LINE_FILL = 0.35
 
 
 @dataclass(frozen=True)
