@@ -10,6 +10,11 @@ from .records import Article, Chunk, Sentence
 from .text import split_sentences, words
 
 
+# The rule that cuts chunks, recorded in the index: bump it when `_windows` cuts differently, so
+# an index built before says so (`qa rebuild` re-cuts it). 2: one-sentence paragraphs are no
+# topic break (LINE_FILL).
+CHUNKER_VERSION = 2
+
 # A window this full (share of max_tokens) closes where a new topic (paragraph) starts...
 PARAGRAPH_FILL = 0.25
 # ... and this full at the next line break after a paragraph of one sentence (see `_windows`).

@@ -10,7 +10,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from .articles import make_article, read_paths
-from .chunking import ChunkingConfig, chunk_articles
+from .chunking import CHUNKER_VERSION, ChunkingConfig, chunk_articles
 from .embedding import Encoder, SentenceTransformerEncoder
 from .errors import BadInput, NotFound
 from .readers import Reader, make_reader
@@ -39,8 +39,10 @@ class Engine:
                 "normalized": True,
                 "chunk_tokens": self.chunking.max_tokens,
                 "chunk_overlap": self.chunking.overlap_sentences,
+                "chunker": CHUNKER_VERSION,
                 "keyword_index": "fts5 porter unicode61",
             },
+            advisory=("chunker",),
         )
         self.retriever = Retriever(self.store, self.encoder, RetrievalConfig(self.settings.candidates, self.settings.rrf_k, self.settings.fusion, self.settings.keyword_weight, self.settings.sentence_weight))
         self.reader = reader or make_reader(self.settings.reader, self.encoder)
@@ -114,6 +116,8 @@ class Engine:
             "dimension": self.encoder.dimension,
             "reader": self.reader.name,
             "generation": self.store.generation,
+            # Built with an older chunking rule: still answers; `qa rebuild` brings it up to date.
+            "rebuild_advised": bool(self.store.stale),
         }
 
     # -- questions ---------------------------------------------------------------------------

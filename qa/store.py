@@ -86,16 +86,21 @@ class ReadWriteLock:
 class IndexStore:
     """Articles, chunks, keyword index and vectors of one index folder."""
 
-    def __init__(self, directory: Path, manifest: dict[str, object], writer_timeout: float = 30.0):
+    def __init__(self, directory: Path, manifest: dict[str, object], writer_timeout: float = 30.0,
+                 advisory: Iterable[str] = ()):
         """Open (or create) the index at `directory`.
 
         `manifest` says what the caller will write (model, dimension, chunking); an existing index
-        built otherwise is refused with `IndexMismatch`, never mixed.
+        built otherwise is refused with `IndexMismatch`, never mixed. A difference in an
+        `advisory` key is only logged and kept in `stale`: chunks cut by an older rule still read
+        and search well beside new ones, so the index keeps serving until `qa rebuild`.
         """
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.manifest = {k: manifest[k] for k in sorted(manifest)}
         self.dimension = int(manifest["dimension"])
+        self.advisory = frozenset(advisory)
+        self.stale: dict[str, tuple[object, object]] = {}  # key -> (built with, settings ask for)
         self.writer_timeout = writer_timeout
         self._path = self.directory / "index.sqlite"
         self._local = threading.local()
@@ -138,11 +143,17 @@ class IndexStore:
                     self._db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', '0')")
             return
         built = json.loads(stored)
-        if built != self.manifest:
+        differ = [key for key in sorted(set(built) | set(self.manifest)) if built.get(key) != self.manifest.get(key)]
+        self.stale = {key: (built.get(key), self.manifest.get(key)) for key in differ if key in self.advisory}
+        if self.stale:
+            log.warning(
+                "the index in %s was built with %s; it still answers, and `qa rebuild` brings it up to date",
+                self.directory, ", ".join(f"{k} {b!r} (now {n!r})" for k, (b, n) in self.stale.items()),
+            )
+        differ = [key for key in differ if key not in self.advisory]
+        if differ:
             differences = ", ".join(
-                f"{key} {built.get(key)!r} (settings ask for {self.manifest.get(key)!r})"
-                for key in sorted(set(built) | set(self.manifest))
-                if built.get(key) != self.manifest.get(key)
+                f"{key} {built.get(key)!r} (settings ask for {self.manifest.get(key)!r})" for key in differ
             )
             raise IndexMismatch(
                 "index_mismatch",

@@ -19,6 +19,7 @@ def article_text(client, article_id):
 def test_health(client):
     body = client.get("/health").json()
     assert body["status"] == "ok" and body["articles"] == 5 and body["chunks"] > 5
+    assert body["rebuild_advised"] is False
 
 
 def test_ask_cites_exact_offsets(client):

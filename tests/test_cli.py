@@ -47,3 +47,26 @@ def test_ingest_then_ask_as_json(tmp_path, seed_index):
 def test_bad_arguments_exit_non_zero_with_one_line(tmp_path, seed_index):
     result = run(["search", "drones", "-k", "0"], seed_index)
     assert result.returncode != 0 and "k must be" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_index_of_an_older_chunker_still_answers_and_rebuild_brings_it_up_to_date(tmp_path, seed_index):
+    import sqlite3
+
+    index = tmp_path / "index"
+    shutil.copytree(seed_index, index)
+    with sqlite3.connect(index / "index.sqlite") as db:
+        manifest = json.loads(db.execute("SELECT value FROM meta WHERE key = 'manifest'").fetchone()[0])
+        del manifest["chunker"]  # as written before the index recorded its chunking rule
+        db.execute("UPDATE meta SET value = ? WHERE key = 'manifest'", (json.dumps(manifest),))
+        articles = sorted(r[0] for r in db.execute("SELECT id FROM articles"))
+    search = run(["search", "drones shot down", "--json"], index)
+    assert search.returncode == 0, search.stderr
+    assert json.loads(search.stdout)["results"] and "qa rebuild" in search.stderr
+    rebuilt = run(["rebuild"], index)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    with sqlite3.connect(index / "index.sqlite") as db:
+        assert "chunker" in json.loads(db.execute("SELECT value FROM meta WHERE key = 'manifest'").fetchone()[0])
+        assert sorted(r[0] for r in db.execute("SELECT id FROM articles")) == articles
+    again = run(["search", "drones shot down", "--json"], index)
+    assert again.returncode == 0 and "qa rebuild" not in again.stderr
+    assert not list(tmp_path.glob("index.*")), "no rebuild folder or backup left behind"
