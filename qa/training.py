@@ -317,8 +317,8 @@ def train_reader(
 
     `adversarial` > 0 adds a fast-gradient (FGM) step: each batch is read a second time with its
     embedding output pushed `adversarial` (L2, per window) along the gradient of the loss, and
-    both losses are learned from. It doubles the cost of a step; on a few thousand questions it
-    regularises the way more data would.
+    both losses are learned from. It doubles the cost of a step. Measured here it did not help
+    (see the model card); it stays for reproducing that run.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
