@@ -150,10 +150,10 @@ class IndexStore:
                 "the index in %s was built with %s; it still answers, and `qa rebuild` brings it up to date",
                 self.directory, ", ".join(f"{k} {b!r} (now {n!r})" for k, (b, n) in self.stale.items()),
             )
-        differ = [key for key in differ if key not in self.advisory]
-        if differ:
+        refused = [key for key in differ if key not in self.advisory]
+        if refused:
             differences = ", ".join(
-                f"{key} {built.get(key)!r} (settings ask for {self.manifest.get(key)!r})" for key in differ
+                f"{key} {built.get(key)!r} (settings ask for {self.manifest.get(key)!r})" for key in refused
             )
             raise IndexMismatch(
                 "index_mismatch",

@@ -277,6 +277,19 @@ def layer_depth(name: str, layers: int) -> int:
     return 0 if "embeddings" in name else layers + 1
 
 
+def _embedding_hook(kept: list, push=None):
+    """A forward hook for the embeddings (the adversarial step): without `push` it keeps their
+    output in `kept` for its gradient; with it, it moves that output by `push`."""
+    def hook(_module, _inputs, output):
+        if push is not None:
+            return output + push
+        if output.requires_grad:
+            output.retain_grad()
+            kept.append(output)
+        return output
+    return hook
+
+
 def seed_everything(seed: int) -> None:
     import numpy as np
     import torch
@@ -382,17 +395,8 @@ def train_reader(
                 break
             ids, types, mask, starts, ends = _collate(features, idx, tokenizer.pad_token_id)
 
-            def batch_loss(push=None):
-                # The embedding output, kept for its gradient, or pushed by the adversarial step.
-                def hook(_module, _inputs, output):
-                    if push is None:
-                        if not output.requires_grad:
-                            return output
-                        output.retain_grad()
-                        kept.append(output)
-                        return output
-                    return output + push
-                handle = embeddings.register_forward_hook(hook) if adversarial > 0 else None
+            def batch_loss(hook=None):
+                handle = embeddings.register_forward_hook(hook) if hook is not None else None
                 try:
                     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                         out = model(input_ids=ids, attention_mask=mask, token_type_ids=types)
@@ -404,13 +408,12 @@ def train_reader(
                 return (loss_fn(start_logits, starts) + loss_fn(end_logits, ends)) / 2
 
             kept: list = []
-            loss = batch_loss()
+            loss = batch_loss(_embedding_hook(kept) if adversarial > 0 else None)
             loss.backward()
-            if adversarial > 0 and kept and kept[0].grad is not None:
+            if kept and kept[0].grad is not None:
                 grad = kept[0].grad.detach().float()
                 norm = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1)
-                push = (adversarial * grad / norm).to(kept[0].dtype)
-                batch_loss(push).backward()
+                batch_loss(_embedding_hook(kept, (adversarial * grad / norm).to(kept[0].dtype))).backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
