@@ -38,7 +38,15 @@ DEFAULT_OUT = PACKAGE_DIR / "models" / "reader"
 PROJECT_DIR = PACKAGE_DIR.parent
 SHARED_DATA = PROJECT_DIR.parent / "shared" / "data"  # ../shared/data beside the project
 DATA_DIR = SHARED_DATA / "squad"
-DEFAULT_TRAIN = (DATA_DIR / "train-v1.1-part.json", DATA_DIR / "train-v2.0-part.json")
+EXTRA_DIR = SHARED_DATA / "qa-train"
+# SQuAD's train parts first: a question id in two files is taken from the first.
+DEFAULT_TRAIN = (
+    DATA_DIR / "train-v1.1-part.json",
+    DATA_DIR / "train-v2.0-part.json",
+    EXTRA_DIR / "squad-v2.0-dev-43-articles.json",
+    EXTRA_DIR / "squadshifts-new-wiki.json",
+    EXTRA_DIR / "covid-qa.json",
+)
 DEFAULT_DEV = DATA_DIR / "dev-v2.0-part.json"
 DEFAULT_SEED = 13
 MAX_QUESTION_TOKENS = 64
@@ -70,6 +78,7 @@ class SquadExample:
     question: str
     context: str
     answers: tuple[tuple[str, int], ...]  # (text, char start); empty = unanswerable
+    source: str = ""  # the file it came from
 
     @property
     def answerable(self) -> bool:
@@ -93,9 +102,9 @@ def load_squad(paths: Iterable[str | Path], seen: set[str] | None = None) -> lis
                     answers = () if qa.get("is_impossible") else tuple(
                         (a["text"], int(a["answer_start"])) for a in qa["answers"]
                     )
-                    examples.append(
-                        SquadExample(qa["id"], article.get("title", ""), qa["question"].strip(), context, answers)
-                    )
+                    examples.append(SquadExample(
+                        qa["id"], article.get("title", ""), qa["question"].strip(), context, answers, Path(path).name
+                    ))
     return examples
 
 
@@ -234,6 +243,26 @@ def build_features(examples: Sequence[SquadExample], tokenizer, max_length: int,
     return features
 
 
+def _answer_lengths(tokenizer, examples: Sequence[SquadExample]) -> list[int]:
+    """Word pieces in each question's first answer (0 for an unanswerable one)."""
+    texts = [e.answers[0][0] if e.answers else "" for e in examples]
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+
+def _source_counts(examples: Sequence[SquadExample], left_out: set[str]) -> dict[str, dict[str, int]]:
+    """Per training file: questions taken (after de-duplication), unanswerable ones, and answers
+    left out as too long."""
+    counts: dict[str, dict[str, int]] = {}
+    for e in examples:
+        row = counts.setdefault(e.source, {"questions": 0, "unanswerable": 0, "answer_too_long": 0})
+        if e.id in left_out:
+            row["answer_too_long"] += 1
+            continue
+        row["questions"] += 1
+        row["unanswerable"] += not e.answerable
+    return counts
+
+
 def _batches(features, batch_size: int, rng: random.Random):
     """Shuffled batches of windows of similar length (less padding, same examples per epoch)."""
     order = list(range(len(features)))
@@ -320,6 +349,9 @@ def train_reader(
     synthetic: float = 0.0,
     layer_decay: float = 1.0,
     adversarial: float = 0.0,
+    max_answer_tokens: int = 30,
+    checkpoint_minutes: float = 10.0,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Fine-tune a span head on MiniLM; saves a Hugging Face checkpoint into `checkpoint_dir`.
 
@@ -332,6 +364,14 @@ def train_reader(
     embedding output pushed `adversarial` (L2, per window) along the gradient of the loss, and
     both losses are learned from. It doubles the cost of a step. Measured here it did not help
     (see the model card); it stays for reproducing that run.
+
+    Answers longer than `max_answer_tokens` word pieces are left out: the reader never returns
+    a span that long, so learning them only pulls it towards long answers (COVID-QA's).
+
+    Every `checkpoint_minutes` the whole training state (weights, optimizer, schedule, step,
+    random states) is saved to `checkpoint_dir/resume.pt`, written aside and renamed so that a
+    kill never leaves half a file; `resume=True` carries on from it and ends where an
+    uninterrupted run would.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -342,6 +382,13 @@ def train_reader(
     base = Path(base_model) if base_model else base_model_path()
     tokenizer = load_tokenizer(base)
     examples = load_squad(train_files)
+    too_long = {
+        e.id for e, n in zip(examples, _answer_lengths(tokenizer, examples)) if n > max_answer_tokens
+    }
+    sources = _source_counts(examples, too_long)
+    examples = [e for e in examples if e.id not in too_long]
+    for name, counts in sources.items():
+        log.info("%s: %s", name, counts)
     if limit:
         examples = random.Random(seed).sample(examples, min(limit, len(examples)))
     made = synthetic_unanswerable(examples, synthetic, seed) if synthetic > 0 else []
@@ -386,11 +433,44 @@ def train_reader(
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     loss_fn = torch.nn.CrossEntropyLoss()
+    checkpoint_dir = Path(checkpoint_dir)
+    resume_file = checkpoint_dir / "resume.pt"
+    step, done_seconds, epoch_rng = 0, 0.0, rng.getstate()
+    if resume and resume_file.is_file():
+        state = torch.load(resume_file, weights_only=False)
+        if state["total_steps"] != total_steps or state["windows"] != len(features):
+            raise RuntimeError(f"{resume_file} is of another run ({state['windows']} windows, "
+                               f"{state['total_steps']} steps; this one {len(features)}, {total_steps})")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        step, done_seconds, epoch_rng = state["step"], state["seconds"], state["epoch_rng"]
+        log.info("resumed from %s at step %d/%d", resume_file, step, total_steps)
+    elif resume:
+        log.info("no %s: starting from the beginning", resume_file)
+
+    def save_state() -> None:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        partial = resume_file.with_suffix(".pt.partial")
+        torch.save({
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
+            "step": step, "seconds": done_seconds + time.time() - t0, "epoch_rng": epoch_rng,
+            "total_steps": total_steps, "windows": len(features),
+        }, partial)
+        os.replace(partial, resume_file)
+        log.info("saved %s at step %d/%d", resume_file, step, total_steps)
+
+    rng.setstate(epoch_rng)
     t0 = time.time()
-    step = 0
+    last_save = t0
+    started_at = step
     running = collections.deque(maxlen=100)
     while step < total_steps:
-        for idx in _batches(features, batch_size, rng):
+        epoch_rng = rng.getstate()  # the batch order of this epoch can be drawn again on resume
+        batches = _batches(features, batch_size, rng)
+        for idx in batches[step % steps_per_epoch:]:
             if step >= total_steps:
                 break
             ids, types, mask, starts, ends = _collate(features, idx, tokenizer.pad_token_id)
@@ -425,17 +505,21 @@ def train_reader(
                 log.info(
                     "step %d/%d epoch %.2f loss %.3f lr %.2e %.1f windows/s eta %.0fs",
                     step, total_steps, step / steps_per_epoch, sum(running) / len(running),
-                    scheduler.get_last_lr()[0], step * batch_size / elapsed,
-                    elapsed / step * (total_steps - step),
+                    scheduler.get_last_lr()[0], (step - started_at) * batch_size / elapsed,
+                    elapsed / (step - started_at) * (total_steps - step),
                 )
             if step % steps_per_epoch == 0 and step < total_steps:
-                epoch_dir = Path(checkpoint_dir) / f"epoch-{step // steps_per_epoch}"
+                epoch_dir = checkpoint_dir / f"epoch-{step // steps_per_epoch}"
                 model.save_pretrained(str(epoch_dir))
                 tokenizer.save_pretrained(str(epoch_dir))
                 log.info("saved %s", epoch_dir)
-    seconds = time.time() - t0
+            if time.time() - last_save >= checkpoint_minutes * 60 and step < total_steps:
+                if step % steps_per_epoch == 0:
+                    epoch_rng = rng.getstate()  # the next epoch's order is drawn from here
+                save_state()
+                last_save = time.time()
+    seconds = done_seconds + time.time() - t0
     model.eval()
-    checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(checkpoint_dir))
     tokenizer.save_pretrained(str(checkpoint_dir))
@@ -458,6 +542,8 @@ def train_reader(
         "synthetic_questions": len(made),
         "layer_decay": layer_decay,
         "adversarial": adversarial,
+        "max_answer_tokens": max_answer_tokens,
+        "sources": sources,
         "train_seconds": round(seconds, 1),
     }
     (checkpoint_dir / "train_stats.json").write_text(json.dumps(stats, indent=2))
@@ -774,6 +860,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adversarial", type=float, default=0.0, metavar="EPS",
                    help="also learn from each batch with its embeddings pushed EPS along the loss gradient (FGM; twice the time)")
     p.add_argument("--freeze-embeddings", action="store_true", help="keep the word embeddings fixed")
+    p.add_argument("--checkpoint-minutes", type=float, default=10.0, metavar="M",
+                   help="save the whole training state every M minutes (for --resume)")
+    p.add_argument("--resume", action="store_true",
+                   help="carry on from the last saved state in --work (same data and settings)")
     p.add_argument("--date", default=None, help="date for the model card (default: today)")
     p.add_argument("--no-quantize", action="store_true")
     return p
@@ -937,6 +1027,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_length=args.max_length, stride=args.stride, seed=args.seed, limit=args.limit,
             threads=args.threads, freeze_embeddings=args.freeze_embeddings, synthetic=args.synthetic_unanswerable,
             layer_decay=args.layer_decay, adversarial=args.adversarial, bf16=args.bf16,
+            checkpoint_minutes=args.checkpoint_minutes, resume=args.resume,
         )
     config: dict[str, Any] = {
         "max_length": stats.get("max_length", args.max_length),
