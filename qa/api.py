@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .engine import Engine
 from .errors import QAError
 from .records import Answer, Article, Match, Passage
+from .web import mount_page
 
 log = logging.getLogger(__name__)
 
@@ -151,4 +152,5 @@ def create_app(engine: Engine) -> FastAPI:
         engine.delete(article_id)
         return {"deleted": article_id}
 
+    mount_page(app)
     return app
