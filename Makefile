@@ -26,9 +26,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 eval: $(STAMP)
-	$(BIN)/qa eval ../shared/data/news_dev.jsonl
-	$(BIN)/qa eval ../shared/data/squad/dev-v2.0-part.json
-	$(BIN)/qa eval ../shared/data/cite_dev.jsonl
+	$(BIN)/qa eval data/news_dev.jsonl
+	$(BIN)/qa eval data/news_unanswerable_dev.jsonl
+	$(BIN)/qa eval data/squad/dev-v2.0-part.json
+	$(BIN)/qa eval data/cite_dev.jsonl
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

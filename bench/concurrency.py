@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from qa import Engine, Settings  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = ROOT / "data"  # the dev sets, copied into the project (data/README.md)
 
 
 def main() -> None:

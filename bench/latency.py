@@ -1,8 +1,8 @@
 """(b) Search, ask and cite latency in process, and (c) resident memory, at growing index sizes.
 
 The index holds the five seed articles plus generated ones (bench/corpus.py), ingested through
-the real pipeline (model, FAISS, SQLite). Questions: ../shared/data/news_dev.jsonl and the first
-questions of the SQuAD dev part; citation texts: ../shared/data/cite_dev.jsonl. The built index is
+the real pipeline (model, FAISS, SQLite). Questions: data/news_dev.jsonl and the first
+questions of the SQuAD dev part; citation texts: data/cite_dev.jsonl. The built index is
 kept in bench/.cache/ so that a second run measures without re-embedding.
 
     .venv/bin/python bench/latency.py [--sizes 10000 100000] [--reader auto]
@@ -27,7 +27,7 @@ from bench.corpus import generate_articles  # noqa: E402
 from qa import Engine, Settings  # noqa: E402
 from qa.articles import make_article  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = ROOT / "data"  # the dev sets, copied into the project (data/README.md)
 
 
 def rss_mb() -> float:

@@ -26,6 +26,7 @@ from .engine import Engine
 from .errors import BadInput
 from .records import Article, Passage
 from .settings import Settings
+from .squad import read_squad, squad_articles
 
 RECALL_MAX_CHARS = 1500  # a passage longer than this counts as a miss for search recall
 
@@ -65,26 +66,26 @@ def exact_match(prediction: str, gold: str) -> float:
 
 
 def load_squad(path: Path) -> tuple[list[Article], list[Question]]:
-    data = json.loads(path.read_text(encoding="utf-8"))["data"]
-    articles, questions = [], []
-    for number, entry in enumerate(data):
-        article_id = re.sub(r"[^\w.\-]", "_", entry.get("title") or f"article_{number}")[:200]
-        parts, offset = [], 0
-        for paragraph in entry["paragraphs"]:
-            context = paragraph["context"]
-            for qa in paragraph["qas"]:
-                gold = [a for a in qa.get("answers", []) if not qa.get("is_impossible")]
-                questions.append(
-                    Question(
-                        qa["id"], qa["question"], tuple(a["text"] for a in gold), article_id,
-                        tuple((offset + a["answer_start"], offset + a["answer_start"] + len(a["text"])) for a in gold),
-                        (offset, offset + len(context)),
-                    )
-                )
-            parts.append(context)
+    """A SQuAD file as articles (each one's paragraphs joined by a blank line, so gold answers
+    keep exact offsets in it) and their questions."""
+    articles, starts = [], []
+    for number, (title, paragraphs) in enumerate(squad_articles(path)):
+        article_id = re.sub(r"[^\w.\-]", "_", title or f"article_{number}")[:200]
+        offsets, offset = [], 0
+        for context in paragraphs:
+            offsets.append(offset)
             offset += len(context) + 2
-        title = (entry.get("title") or article_id).replace("_", " ")
-        articles.append(Article(id=article_id, text="\n\n".join(parts), title=title))
+        starts.append(offsets)
+        articles.append(Article(id=article_id, text="\n\n".join(paragraphs), title=(title or article_id).replace("_", " ")))
+    questions = []
+    for example in read_squad(path):
+        article = articles[example.article]
+        offset = starts[example.article][example.paragraph]
+        questions.append(Question(
+            example.id, example.question, tuple(text for text, _ in example.answers), article.id,
+            tuple((offset + start, offset + start + len(text)) for text, start in example.answers),
+            (offset, offset + len(example.context)),
+        ))
     return articles, questions
 
 

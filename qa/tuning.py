@@ -28,7 +28,8 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
-DEV_SETS = (ROOT.parent / "shared" / "data" / "squad" / "dev-v2.0-part.json", ROOT.parent / "shared" / "data" / "news_dev.jsonl")
+DEV_SETS = (ROOT / "data" / "squad" / "dev-v2.0-part.json", ROOT / "data" / "news_dev.jsonl",
+            ROOT / "data" / "news_unanswerable_dev.jsonl")
 GRID = {
     "span": (0.5, 1.0, 1.5),
     "sentence": (0.5, 1.0, 1.5, 2.0),

@@ -249,7 +249,7 @@ def test_warm_encodes_sentences_ahead_of_lookups(encoder, articles):
     assert counting.texts == warmed + 1  # only the claim itself was encoded
 
 
-DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cite_dev.jsonl"
+DEV = Path(__file__).resolve().parents[1] / "data" / "cite_dev.jsonl"
 
 
 @pytest.mark.skipif(not DEV.exists(), reason="no shared dev set beside the project")

@@ -1,12 +1,17 @@
 """The training data the reader learns from: SQuAD parts and the synthetic unanswerable questions."""
 
-from qa.training import DEFAULT_TRAIN, SquadExample, load_squad, synthetic_unanswerable
+from pathlib import Path
+
+from qa.training import SquadExample, load_squad, synthetic_unanswerable
 
 from .conftest import tiny_qa_checkpoint
 
+# A few SQuAD paragraphs in the project (tests/data/README.md), so no test needs ../shared.
+SAMPLE = (Path(__file__).resolve().parent / "data" / "squad-train-sample.json",)
+
 
 def test_synthetic_unanswerable_questions_are_unanswerable_from_their_paragraph():
-    examples = load_squad(DEFAULT_TRAIN)
+    examples = load_squad(SAMPLE)
     made = synthetic_unanswerable(examples, 0.3, seed=7)
     answerable = sum(e.answerable for e in examples)
     assert 0.2 * answerable < len(made) <= 0.3 * answerable * 1.1
@@ -45,8 +50,8 @@ def test_synthetic_unanswerable_does_not_depend_on_hash_seeds():
     import subprocess
     import sys
 
-    code = ("import hashlib; from qa.training import DEFAULT_TRAIN, load_squad, synthetic_unanswerable as s;"
-            "print(hashlib.sha1('|'.join(e.question + e.context for e in s(load_squad(DEFAULT_TRAIN), 0.2, 5)).encode()).hexdigest())")
+    code = (f"import hashlib; from qa.training import load_squad, synthetic_unanswerable as s; SAMPLE = [{str(SAMPLE[0])!r}];"
+            "print(hashlib.sha1('|'.join(e.question + e.context for e in s(load_squad(SAMPLE), 0.2, 5)).encode()).hexdigest())")
     outputs = {
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                        env={**os.environ, "PYTHONHASHSEED": seed}).stdout
@@ -73,7 +78,7 @@ def test_training_is_seeded_and_the_adversarial_step_changes_what_is_learned(tmp
     base = tiny_qa_checkpoint(tmp_path / "base")
 
     def trained(name, **options):
-        stats = train_reader(DEFAULT_TRAIN, tmp_path / name, base_model=base, limit=24, epochs=1, batch_size=8,
+        stats = train_reader(SAMPLE, tmp_path / name, base_model=base, limit=24, epochs=1, batch_size=8,
                              max_length=128, stride=32, seed=5, bf16=False, freeze_embeddings=True, **options)
         assert stats["adversarial"] == options.get("adversarial", 0.0)
         model = AutoModelForQuestionAnswering.from_pretrained(str(tmp_path / name))
