@@ -138,9 +138,13 @@ class Engine:
     def ask_many(self, questions: Sequence[str], top_k: int | None = None) -> list[list[Answer]]:
         questions = [self._check_text(q, "question") for q in questions]
         top_k = _check_k(self.settings.top_k if top_k is None else top_k)
+        # Passages that hold too little of a question's rare words are about something else:
+        # no answer, whatever the span model makes of them (the gate is tuned with the reader).
+        gate = float(getattr(self.reader, "min_coverage", 0.0))
         with self.store.reading():
             passages = self.retriever.retrieve_many(questions, self.settings.passages)
-        return [self.reader.read(q, p, top_k) for q, p in zip(questions, passages)]
+            related = [gate <= 0 or self.retriever.coverage(q, p) >= gate for q, p in zip(questions, passages)]
+        return [self.reader.read(q, p, top_k) if ok else [] for q, p, ok in zip(questions, passages, related)]
 
     def cite(self, text: str, k: int = 5) -> list[Match]:
         """Where the articles state `text`: exact, near or semantic matches, best first."""

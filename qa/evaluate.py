@@ -189,6 +189,9 @@ def score_questions(engine: Engine, questions: list[Question], gold_passages: bo
         "unanswerable_abstained": abstained_unanswerable,
         "abstention_rate": abstained_unanswerable / unanswerable if unanswerable else float("nan"),
         "v2_overall": _mean(v2),
+        # 95% bootstrap intervals over the questions
+        "f1_interval": _interval(f1s),
+        "v2_overall_interval": _interval(v2),
         "ask_p50_ms": _percentile(latencies, 50),
         "ask_p95_ms": _percentile(latencies, 95),
     }
@@ -229,6 +232,22 @@ def _holds_answer(passage: Passage, question: Question) -> bool:
         )
     text = passage.text.lower()
     return any(answer.lower() in text for answer in question.answers)
+
+
+def bootstrap_interval(values, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """A 95% bootstrap interval of the mean of per-question values (seeded: the same every run).
+
+    A dev set of a few dozen questions moves by luck; the interval says how much."""
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, size=(resamples, values.size))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def _interval(values) -> list[float]:
+    return [round(v, 4) for v in bootstrap_interval(values)] if len(values) else []
 
 
 def _mean(values) -> float:

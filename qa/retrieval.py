@@ -94,12 +94,7 @@ class Retriever:
     def sentence_support(self, query: str, texts: dict[int, str]) -> dict[int, float]:
         """For each text, the most any one of its sentences holds of the query's terms, as a
         share of their total inverse document frequency (0..1)."""
-        terms = keyword_terms(query)
-        frequencies, total = self.store.document_frequencies(terms)
-        weights: dict[str, float] = {}
-        for term in terms:
-            stem = term_stem(term)
-            weights[stem] = max(weights.get(stem, 0.0), math.log((total + 1) / (frequencies.get(term, 0) + 0.5)))
+        weights = self.term_weights(query)
         whole = sum(weights.values())
         if whole <= 0:
             return {}
@@ -111,6 +106,32 @@ class Retriever:
                 best = max(best, sum(weights[stem] for stem in stems if stem in weights))
             support[cid] = best / whole
         return support
+
+    def term_weights(self, query: str) -> dict[str, float]:
+        """The query's terms (stemmed) with their inverse document frequency in the index: a
+        word no article holds weighs most."""
+        terms = keyword_terms(query)
+        frequencies, total = self.store.document_frequencies(terms)
+        weights: dict[str, float] = {}
+        for term in terms:
+            stem = term_stem(term)
+            weights[stem] = max(weights.get(stem, 0.0), math.log((total + 1) / (frequencies.get(term, 0) + 0.5)))
+        return weights
+
+    def coverage(self, query: str, passages: Sequence[Passage]) -> float:
+        """The share of the query's rare words, by inverse document frequency, that the passages
+        hold anywhere (0..1; 1 when the query has no searchable word).
+
+        Passages found for a question the articles do not answer ("What is the capital of
+        France?") share few of its rare words, whatever their cosine: the reader's no-answer
+        decision uses it beside the span model's own.
+        """
+        weights = self.term_weights(query)
+        whole = sum(weights.values())
+        if whole <= 0:
+            return 1.0
+        held = {term_stem(t) for p in passages for t in keyword_terms(p.text)}
+        return sum(w for stem, w in weights.items() if stem in held) / whole
 
     def _fuse(self, dense: list[tuple[int, float]], keyword: list[tuple[int, float]], n: int):
         k = self.config.rrf_k

@@ -1,9 +1,21 @@
-"""`qa tune-reader`: tune the hybrid reader's weights on the dev sets, end to end.
+"""`qa tune-reader`: choose the default reader and its no-answer settings on the dev sets.
 
-Candidates are collected once per question (retrieval, span model, sentence support), then a
-small grid of weights is scored on the SQuAD v2 dev part and the news dev set together: each
-answerable question counts the F1 of the best answer, each unanswerable one 1 when abstained.
-Only dev data is used; the weights go into `reader.json` under "hybrid".
+Retrieval and the span model run once per dev question (the SQuAD v2 dev part, news_dev and
+news_unanswerable_dev, end to end over their own articles); every candidate answer is kept with
+its features and its F1 against the gold answers. Two readers are then tuned on the same rows:
+
+- `neural`: the span model's best span, answered when its margin (adjusted by retrieval
+  support) reaches `threshold`;
+- `hybrid`: the span model's candidates re-ranked with sentence support and answer-form rules,
+  over a small grid of weights (`qa/readers/hybrid.py`).
+
+Both also get the retrieval gate `min_coverage`: no answer when the passages hold less than that
+share of the question's rare words (`Retriever.coverage`). A setting is allowed when, on every
+dev set with answerable questions, answerable F1 stays within ANSWER_COST of never abstaining;
+among those, the best mean v2 overall over the dev sets wins (F1 on answerable questions, 1 for
+each unanswerable one abstained), then the best mean answerable F1. The reader with the better
+result becomes the default (`"default"` in reader.json): the default follows the measurement.
+Every figure is printed with a 95% bootstrap interval over its questions. Only dev data is used.
 """
 
 from __future__ import annotations
@@ -21,7 +33,7 @@ import numpy as np
 
 from .articles import analyse
 from .engine import Engine
-from .evaluate import f1_score, load_news, load_squad
+from .evaluate import bootstrap_interval, f1_score, load_news, load_squad
 from .readers.factory import SHIPPED_READER
 from .readers.hybrid import HybridReader, HybridWeights
 from .settings import Settings
@@ -38,10 +50,30 @@ GRID = {
     "echo": (0.0, 0.5, 1.0),
     "min_support": (0.0, 0.3, 0.4, 0.5),
 }
+COVERAGE_GRID = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6)
+# Abstaining may cost answerable questions at most this much F1 against never abstaining, on
+# each dev set; the same rule sets the span model's own threshold (qa/training). Within it, the
+# setting that abstains on the most unanswerable questions (best v2 overall) wins.
+ANSWER_COST = 0.03
 
 
-def collect(files: Sequence[Path], settings: Settings) -> list[dict]:
-    """For every question: gold answers and every candidate's features and text."""
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One dev question: what retrieval and the span model found for it."""
+
+    set: str
+    answerable: bool
+    coverage: float
+    best_support: float
+    features: np.ndarray  # hybrid candidates: [margin, support, form, counted, echo]
+    f1: np.ndarray  # each hybrid candidate's F1 against the gold answers (0 if unanswerable)
+    margins: np.ndarray  # the span model's candidates: adjusted margin
+    span_f1: np.ndarray  # their F1
+    texts: tuple[str, ...] = ()
+
+
+def collect(files: Sequence[Path], settings: Settings) -> list[Row]:
+    """For every question: gold answers and every candidate's features and F1."""
     rows = []
     for path in files:
         with tempfile.TemporaryDirectory() as directory:
@@ -53,85 +85,193 @@ def collect(files: Sequence[Path], settings: Settings) -> list[dict]:
                 questions = load_news(path)
                 engine.ingest_paths([settings.corpus_dir])
             reader: HybridReader = engine.reader
+            spans = reader.span_reader
             for question in questions:
                 passages = engine.search(question.text, settings.passages)
                 candidates, best_support = reader.candidates(question.text, passages)
-                rows.append({
-                    "set": path.name,
-                    "answers": question.answers,
-                    "best_support": best_support,
-                    "features": np.array([[c.margin, c.support, c.form, c.counted, c.echo] for c in candidates]).reshape(-1, 5),
-                    "texts": [passages[c.passage].text[c.start:c.end] for c in candidates],
-                })
+                texts = [passages[c.passage].text[c.start:c.end] for c in candidates]
+                found = spans.spans(question.text, passages)
+                margins = [s.margin + spans.support_weight * spans.retrieval_support(passages[s.passage]) for s in found]
+                span_texts = [passages[s.passage].text[s.start:s.end] for s in found]
+
+                def scored(candidate_texts):
+                    if not question.answers:
+                        return np.zeros(len(candidate_texts))
+                    return np.array([max(f1_score(t, g) for g in question.answers) for t in candidate_texts])
+                rows.append(Row(
+                    path.name, bool(question.answers), engine.retriever.coverage(question.text, passages), best_support,
+                    np.array([[c.margin, c.support, c.form, c.counted, c.echo] for c in candidates]).reshape(-1, 5),
+                    scored(texts), np.array(margins), scored(span_texts), tuple(texts),
+                ))
             engine.close()
     return rows
 
 
-# Abstaining may cost answerable questions at most this much F1 against never abstaining, on
-# each dev set; the same rule sets the span model's own threshold (qa/training.py). Within it, the
-# weights and threshold that abstain on the most unanswerable questions (best v2 overall) win.
-ANSWER_COST = 0.03
-
-
-def objective(rows: list[dict], weights: HybridWeights) -> tuple[dict[str, float], dict[str, float]]:
-    """Per dev set: answerable F1 (an abstention counts 0) and v2 overall (F1 on answerable
-    questions, 1 for each unanswerable one abstained)."""
-    answerable: dict[str, list[float]] = {}
-    overall: dict[str, list[float]] = {}
-    for row in rows:
-        text = None
-        if len(row["texts"]) and row["best_support"] >= weights.min_support:
-            f = row["features"]
+def hybrid_scores(rows: list[Row], weights: HybridWeights) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the best candidate's blended score (-inf without candidates) and its F1."""
+    best, f1 = np.full(len(rows), -np.inf), np.zeros(len(rows))
+    for i, row in enumerate(rows):
+        if len(row.features):
+            f = row.features
             scores = (weights.span / (1 + np.exp(-f[:, 0] / 4)) + weights.sentence * f[:, 1] + weights.form * f[:, 2]
                       + weights.counted * f[:, 3] - weights.echo * f[:, 4])
-            best = int(np.argmax(scores))
-            if scores[best] >= weights.threshold:
-                text = row["texts"][best]
-        if row["answers"]:
-            score = max(f1_score(text, g) for g in row["answers"]) if text is not None else 0.0
-            answerable.setdefault(row["set"], []).append(score)
-        else:
-            score = float(text is None)
-        overall.setdefault(row["set"], []).append(score)
-    return ({name: float(np.mean(v)) for name, v in answerable.items()},
-            {name: float(np.mean(v)) for name, v in overall.items()})
+            k = int(np.argmax(scores))
+            best[i], f1[i] = scores[k], row.f1[k]
+    return best, f1
 
 
-def tune(rows: list[dict]) -> tuple[HybridWeights, dict[str, float]]:
-    """The weights whose answers score best, with the highest threshold that keeps every dev
-    set's answerable F1 within ANSWER_COST of never abstaining."""
-    best, best_key, best_means = HybridWeights(), None, {}
+def neural_scores(rows: list[Row]) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the span model's best adjusted margin (-inf without candidates) and its F1."""
+    best, f1 = np.full(len(rows), -np.inf), np.zeros(len(rows))
+    for i, row in enumerate(rows):
+        if len(row.margins):
+            k = int(np.argmax(row.margins))
+            best[i], f1[i] = row.margins[k], row.span_f1[k]
+    return best, f1
+
+
+class Outcome:
+    """Per dev set: answerable F1 (an abstention scores 0) and v2 overall, for one decision."""
+
+    def __init__(self, rows: list[Row]):
+        self.sets = sorted({r.set for r in rows})
+        self.set_of = np.array([self.sets.index(r.set) for r in rows])
+        self.answerable = np.array([r.answerable for r in rows])
+
+    def per_question(self, f1: np.ndarray, answered: np.ndarray) -> np.ndarray:
+        """Each question's v2 score: the answer's F1, or 1 for an unanswerable one abstained."""
+        return np.where(self.answerable, f1 * answered, 1.0 - answered)
+
+    def scores(self, f1: np.ndarray, answered: np.ndarray) -> tuple[dict[str, float], dict[str, float]]:
+        value = self.per_question(f1, answered)
+        answerable, overall = {}, {}
+        for k, name in enumerate(self.sets):
+            here = self.set_of == k
+            if (here & self.answerable).any():
+                answerable[name] = float(value[here & self.answerable].mean())
+            overall[name] = float(value[here].mean())
+        return answerable, overall
+
+
+def _search(outcome: Outcome, best: np.ndarray, f1: np.ndarray, support: np.ndarray, coverage: np.ndarray,
+            thresholds, min_supports) -> tuple[tuple, dict] | None:
+    """The best (threshold, min_support, min_coverage) for one way of scoring candidates."""
+    has = np.isfinite(best)
+    ceiling, _ = outcome.scores(f1, has)
+    found = None
+    for min_support, min_coverage, threshold in itertools.product(min_supports, COVERAGE_GRID, thresholds):
+        answered = has & (best >= threshold) & (support >= min_support) & (coverage >= min_coverage)
+        answerable, overall = outcome.scores(f1, answered)
+        if any(answerable[name] < ceiling[name] - ANSWER_COST for name in ceiling):
+            continue
+        key = (float(np.mean(list(overall.values()))), float(np.mean(list(answerable.values()))))
+        if found is None or key > found[0]:
+            found = (key, {"threshold": round(float(threshold), 3), "min_support": min_support, "min_coverage": min_coverage})
+    return found
+
+
+def tune(rows: list[Row]) -> dict[str, dict]:
+    """The best setting of each reader: {"neural": {...}, "hybrid": {...}}, each with its key
+    (mean v2 overall, mean answerable F1) and the answered mask it gives."""
+    outcome = Outcome(rows)
+    support = np.array([r.best_support for r in rows])
+    coverage = np.array([r.coverage for r in rows])
+    results: dict[str, dict] = {}
+
+    best, f1 = neural_scores(rows)
+    finite = best[np.isfinite(best)]
+    thresholds = np.unique(np.round(np.quantile(finite, np.linspace(0.0, 0.9, 46)), 3)) if finite.size else [0.0]
+    found = _search(outcome, best, f1, np.ones(len(rows)), coverage, [-1e9, *thresholds], (0.0,))
+    if found:
+        setting = found[1]
+        results["neural"] = {"key": found[0], "threshold": setting["threshold"], "min_coverage": setting["min_coverage"],
+                             "best": best, "f1": f1}
+
+    top_key, top = None, None
     for span, sentence, form, counted, echo in itertools.product(*(GRID[k] for k in ("span", "sentence", "form", "counted", "echo"))):
-        top = span + sentence + form
-        free = HybridWeights(span, sentence, form, counted, echo, 0.0, -1e9)
-        ceiling, _ = objective(rows, free)  # never abstaining: how well the weights rank answers
-        for min_support in GRID["min_support"]:
-            for threshold in np.linspace(0.2 * top, 0.9 * top, 15):
-                weights = HybridWeights(span, sentence, form, counted, echo, min_support, round(float(threshold), 3))
-                answered, overall = objective(rows, weights)
-                if any(answered[name] < ceiling[name] - ANSWER_COST for name in ceiling):
-                    continue
-                key = (float(np.mean(list(overall.values()))), float(np.mean(list(answered.values()))))
-                if best_key is None or key > best_key:
-                    best, best_key, best_means = weights, key, {**{f"{k} answerable F1": v for k, v in answered.items()},
-                                                              **{f"{k} v2 overall": v for k, v in overall.items()}}
-    return best, best_means
+        weights = HybridWeights(span, sentence, form, counted, echo, 0.0, -1e9)
+        best, f1 = hybrid_scores(rows, weights)
+        ceiling = span + sentence + form
+        found = _search(outcome, best, f1, support, coverage, [-1e9, *np.linspace(0.2 * ceiling, 0.9 * ceiling, 15)],
+                        GRID["min_support"])
+        if found and (top_key is None or found[0] > top_key):
+            top_key = found[0]
+            top = {"key": found[0], "weights": dataclasses.replace(weights, **found[1]), "best": best, "f1": f1}
+    if top:
+        results["hybrid"] = top
+    return results
+
+
+def answered_mask(rows: list[Row], result: dict) -> np.ndarray:
+    """Which questions a tuned setting answers."""
+    coverage = np.array([r.coverage for r in rows])
+    if "weights" in result:
+        w = result["weights"]
+        support = np.array([r.best_support for r in rows])
+        return np.isfinite(result["best"]) & (result["best"] >= w.threshold) & (support >= w.min_support) & (coverage >= w.min_coverage)
+    return np.isfinite(result["best"]) & (result["best"] >= result["threshold"]) & (coverage >= result["min_coverage"])
+
+
+def report(rows: list[Row], results: dict[str, dict]) -> dict[str, dict[str, str]]:
+    """Each reader's figures per dev set, with 95% bootstrap intervals; and, paired, the
+    difference in v2 overall between the two readers."""
+    outcome = Outcome(rows)
+    lines: dict[str, dict[str, str]] = {}
+    values = {}
+    for name, result in results.items():
+        answered = answered_mask(rows, result)
+        per_question = outcome.per_question(result["f1"], answered)
+        values[name] = per_question
+        for k, dev in enumerate(outcome.sets):
+            here = outcome.set_of == k
+            figures = {}
+            if (here & outcome.answerable).any():
+                lo, hi = bootstrap_interval(per_question[here & outcome.answerable])
+                figures["answerable F1"] = f"{per_question[here & outcome.answerable].mean():.3f} [{lo:.3f}, {hi:.3f}]"
+                figures["answerable abstained"] = f"{int((~answered[here & outcome.answerable]).sum())}/{int((here & outcome.answerable).sum())}"
+            if (here & ~outcome.answerable).any():
+                figures["unanswerable abstained"] = f"{int((~answered[here & ~outcome.answerable]).sum())}/{int((here & ~outcome.answerable).sum())}"
+            lo, hi = bootstrap_interval(per_question[here])
+            figures["v2 overall"] = f"{per_question[here].mean():.3f} [{lo:.3f}, {hi:.3f}]"
+            lines[f"{name} {dev}"] = figures
+    if len(values) == 2:
+        difference = values["hybrid"] - values["neural"]
+        for k, dev in enumerate(outcome.sets):
+            here = outcome.set_of == k
+            lo, hi = bootstrap_interval(difference[here])
+            lines[f"hybrid - neural {dev}"] = {"v2 overall": f"{difference[here].mean():+.3f} [{lo:+.3f}, {hi:+.3f}]"}
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="qa tune-reader", description=__doc__)
+    parser = argparse.ArgumentParser(prog="qa tune-reader", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reader-dir", default=str(SHIPPED_READER))
-    parser.add_argument("--dry-run", action="store_true", help="print the weights, do not save them")
+    parser.add_argument("--dry-run", action="store_true", help="print the settings, do not save them")
     args = parser.parse_args(argv)
     rows = collect(DEV_SETS, Settings.from_env())
     log.info("collected candidates for %d questions", len(rows))
-    weights, means = tune(rows)
-    print("weights:", dataclasses.asdict(weights))
-    print("dev sets:", {k: round(v, 4) for k, v in means.items()})
+    results = tune(rows)
+    if not results:
+        print("no setting keeps every dev set's answerable F1 within the allowed cost")
+        return 1
+    for name, figures in report(rows, results).items():
+        print(f"{name}: " + "; ".join(f"{k} {v}" for k, v in figures.items()))
+    chosen = max(results, key=lambda name: results[name]["key"])
+    for name, result in results.items():
+        setting = dataclasses.asdict(result["weights"]) if "weights" in result else {
+            "threshold": result["threshold"], "min_coverage": result["min_coverage"]}
+        print(f"{name}: mean v2 overall {result['key'][0]:.4f}, mean answerable F1 {result['key'][1]:.4f}: {setting}")
+    print(f"default reader: {chosen}")
     if not args.dry_run:
         path = Path(args.reader_dir) / "reader.json"
         config = json.loads(path.read_text())
-        config["hybrid"] = dataclasses.asdict(weights)
+        if "hybrid" in results:
+            config["hybrid"] = dataclasses.asdict(results["hybrid"]["weights"])
+        if "neural" in results:
+            config["threshold"] = results["neural"]["threshold"]
+            config["min_coverage"] = results["neural"]["min_coverage"]
+        config["default"] = chosen
         path.write_text(json.dumps(config, indent=2) + "\n")
         print(f"saved to {path}")
     return 0

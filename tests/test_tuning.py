@@ -1,27 +1,64 @@
-"""`qa tune-reader`'s choice of weights and threshold, on hand-made candidate rows."""
+"""`qa tune-reader`'s choice of reader, weights, threshold and retrieval gate, on hand-made rows."""
 
 import numpy as np
 
-from qa.tuning import ANSWER_COST, objective, tune
+from qa.evaluate import bootstrap_interval
+from qa.tuning import ANSWER_COST, Outcome, Row, answered_mask, tune
 
 
-def row(name, answers, margin, support, text):
-    return {"set": name, "answers": answers, "best_support": support,
-            "features": np.array([[margin, support, 1.0, 0.0, 0.0]]), "texts": [text]}
+def row(name, answerable, margin, support, f1, coverage=1.0, span_margin=None, span_f1=None):
+    """One question with one candidate, scored alike by both readers unless told otherwise."""
+    return Row(name, answerable, coverage, support, np.array([[margin, support, 1.0, 0.0, 0.0]]), np.array([f1]),
+               np.array([margin if span_margin is None else span_margin]), np.array([f1 if span_f1 is None else span_f1]))
+
+
+def scores(rows, result):
+    return Outcome(rows).scores(result["f1"], answered_mask(rows, result))
 
 
 def test_tune_abstains_only_where_answerable_questions_do_not_pay_for_it():
     rows = (
         # Confident right answers, and one weak right answer that a high threshold would lose.
-        [row("squad", ("Rollo",), 8.0, 0.9, "Rollo") for _ in range(9)]
-        + [row("squad", ("911",), -6.0, 0.2, "911")]
+        [row("squad", True, 8.0, 0.9, 1.0) for _ in range(9)]
+        + [row("squad", True, -6.0, 0.2, 1.0)]
         # Unanswerable questions: two a little stronger than the weak right answer (refusing
         # them would refuse it too, which v2 overall alone would pay: +2 -1), one weaker.
-        + [row("squad", (), -5.5, 0.25, "Paris"), row("squad", (), -5.0, 0.3, "Rouen"), row("squad", (), -7.0, 0.1, "1066")]
+        + [row("squad", False, -5.5, 0.25, 0.0), row("squad", False, -5.0, 0.3, 0.0), row("squad", False, -7.0, 0.1, 0.0)]
     )
-    weights, means = tune(rows)
-    answered, overall = objective(rows, weights)
-    assert answered["squad"] >= 1.0 - ANSWER_COST  # the weak right answer is kept
-    # ...and the unanswerable question that scores below it is still refused.
-    assert overall["squad"] == (10 + 1) / 13
-    assert means["squad answerable F1"] == answered["squad"]
+    for reader, result in tune(rows).items():
+        answered, overall = scores(rows, result)
+        assert answered["squad"] >= 1.0 - ANSWER_COST, reader  # the weak right answer is kept
+        # ...and the unanswerable question that scores below it is still refused.
+        assert overall["squad"] == (10 + 1) / 13, reader
+
+
+def test_the_retrieval_gate_refuses_questions_whose_rare_words_the_passages_lack():
+    # Off-topic questions get confident spans (the span model alone cannot refuse them), but
+    # the passages hold little of their rare words; answerable ones hold most of theirs.
+    rows = ([row("news", True, 9.0, 0.8, 1.0, coverage=0.9) for _ in range(6)]
+            + [row("news", True, 2.0, 0.5, 1.0, coverage=0.7)]
+            + [row("news", False, 8.0, 0.6, 0.0, coverage=0.1) for _ in range(4)])
+    results = tune(rows)
+    for reader, result in results.items():
+        answered, overall = scores(rows, result)
+        assert answered["news"] == 1.0 and overall["news"] == 1.0, reader
+        gate = result["weights"].min_coverage if "weights" in result else result["min_coverage"]
+        assert 0.1 < gate <= 0.7, reader
+
+
+def test_the_default_reader_follows_the_measurement():
+    # The span model's own best span is right where the blend's is wrong: neural must win.
+    rows = [row("squad", True, 5.0, 0.8, 0.0, span_f1=1.0) for _ in range(5)] + [row("squad", False, -9.0, 0.1, 0.0)]
+    results = tune(rows)
+    assert max(results, key=lambda name: results[name]["key"]) == "neural"
+    rows = [row("squad", True, 5.0, 0.8, 1.0, span_f1=0.0) for _ in range(5)] + [row("squad", False, -9.0, 0.1, 0.0)]
+    results = tune(rows)
+    assert max(results, key=lambda name: results[name]["key"]) == "hybrid"
+
+
+def test_bootstrap_interval_is_seeded_and_holds_the_mean():
+    values = [1.0] * 18 + [0.0] * 6
+    low, high = bootstrap_interval(values)
+    assert (low, high) == bootstrap_interval(values)
+    assert low < 0.75 < high and 0.5 < low and high <= 1.0
+    assert bootstrap_interval([1.0] * 10) == (1.0, 1.0)

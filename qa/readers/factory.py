@@ -15,8 +15,9 @@ SHIPPED_READER = Path(__file__).resolve().parent.parent / "models" / "reader"
 
 def make_reader(setting: str, encoder) -> Reader:
     """`rules`, `neural` (the reader trained here and shipped in `qa/models/reader`), `hybrid`
-    (its spans judged with the rules' sentence ranking), `auto` (hybrid where the trained reader
-    is present, else rules), or a folder holding an ONNX reader or any Hugging Face
+    (its spans judged with the rules' sentence ranking), `auto` (of those two, the one that
+    measured best on the dev sets, as `qa tune-reader` recorded in reader.json; the rules where
+    no trained reader is present), or a folder holding an ONNX reader or any Hugging Face
     extractive-QA checkpoint."""
     from .rules import RuleReader
 
@@ -30,7 +31,9 @@ def make_reader(setting: str, encoder) -> Reader:
             return RuleReader(encoder)
         if setting == "neural":
             return _neural(SHIPPED_READER, encoder)
-        # auto: the combination, which measures best on the dev sets (README, MODEL_CARD.md).
+        # auto: the reader that measured best on the dev sets (`qa tune-reader` writes it).
+        if setting == "auto" and _config(SHIPPED_READER).get("default", "hybrid") == "neural":
+            return _neural(SHIPPED_READER, encoder)
         return hybrid(_neural(SHIPPED_READER, encoder), RuleReader(encoder), SHIPPED_READER)
     path = Path(setting)
     if not path.is_dir():
@@ -38,14 +41,17 @@ def make_reader(setting: str, encoder) -> Reader:
     return _neural(path, encoder)
 
 
-def hybrid(spans, rules, folder: Path) -> Reader:
-    """The span model judged with the rule reader's sentence ranking, weights from reader.json."""
+def _config(folder: Path) -> dict:
     import json
 
+    return json.loads((folder / "reader.json").read_text()) if (folder / "reader.json").exists() else {}
+
+
+def hybrid(spans, rules, folder: Path) -> Reader:
+    """The span model judged with the rule reader's sentence ranking, weights from reader.json."""
     from .hybrid import HybridReader, HybridWeights
 
-    config = json.loads((folder / "reader.json").read_text()) if (folder / "reader.json").exists() else {}
-    return HybridReader(spans, rules, HybridWeights(**config.get("hybrid", {})))
+    return HybridReader(spans, rules, HybridWeights(**_config(folder).get("hybrid", {})))
 
 
 def _neural(path: Path, encoder) -> Reader:

@@ -39,6 +39,8 @@ class HybridWeights:
     echo: float = 0.5
     min_support: float = 0.4
     threshold: float = 0.9
+    # The engine's gate: the least share of the question's rare words the passages must hold.
+    min_coverage: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,10 @@ class HybridReader:
         self.span_reader = spans
         self.rules = rules
         self.weights = weights
+
+    @property
+    def min_coverage(self) -> float:
+        return self.weights.min_coverage
 
     def candidates(self, question: str, passages: Sequence[Passage]) -> tuple[list[Candidate], float]:
         """Every candidate span with its features, and the best support of their sentences."""

@@ -46,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "threshold": 0.0,
     "n_best": 20,
     "support_weight": 1.0,
+    "min_coverage": 0.0,
 }
 
 # Characters trimmed from the edges of an answer span.
@@ -129,6 +130,7 @@ class SpanReader:
         threshold: float = DEFAULTS["threshold"],
         n_best: int = DEFAULTS["n_best"],
         support_weight: float = DEFAULTS["support_weight"],
+        min_coverage: float = DEFAULTS["min_coverage"],
         batch_size: int = 64,
     ):
         """`threshold`: minimum adjusted margin (span score - null score) for an answer.
@@ -137,6 +139,9 @@ class SpanReader:
         margin + support_weight * support(passage), where support is in [-1, 1] (see
         `retrieval_support`; 0 for a passage without retrieval ranks or scores, as in the gold
         paragraph evaluation the threshold is tuned on). 0 reads passages on their text alone.
+
+        `min_coverage`: the engine answers only when the passages hold at least this share of
+        the question's rare words (`Retriever.coverage`); the reader itself does not use it.
         """
         self.tokenizer = tokenizer
         self.max_length = int(max_length)
@@ -145,6 +150,7 @@ class SpanReader:
         self.threshold = float(threshold)
         self.n_best = int(n_best)
         self.support_weight = float(support_weight)
+        self.min_coverage = float(min_coverage)
         self.batch_size = int(batch_size)
 
     # -- the one model-specific part ---------------------------------------------------------
@@ -285,7 +291,7 @@ def _load_tokenizer(path: Path):
 
 
 def _settings(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    keys = ("max_length", "stride", "max_answer_tokens", "threshold", "n_best", "support_weight")
+    keys = ("max_length", "stride", "max_answer_tokens", "threshold", "n_best", "support_weight", "min_coverage")
     settings = {k: config[k] for k in keys if k in config}
     settings.update({k: v for k, v in overrides.items() if v is not None})
     return settings
