@@ -286,15 +286,18 @@
       return { nodes: [list], message: body.answers.length === 1 ? "1 answer." : `${body.answers.length} answers, best first.` };
     }
     // No answer: say so plainly, and offer the closest passages to read instead.
-    const note = element("div", { className: "no-answer" },
-      element("p", { className: "no-answer-title", text: "No answer found." }),
-      element("p", { text: "None of the articles states an answer to this question. These passages come closest:" }));
     let passages = [];
     try {
       ({ body: { results: passages } } = await api(`/search?${query({ q: question, k: CLOSEST, ...filters() })}`));
     } catch { /* the note stands on its own */ }
+    const note = element("div", { className: "no-answer" },
+      element("p", { className: "no-answer-title", text: "No answer found." }),
+      element("p", { text: passages.length
+        ? "None of the articles states an answer to this question. These passages come closest:"
+        : "None of the articles states an answer to this question." }));
+    if (!passages.length) return { nodes: [note], message: "No answer found." };
     const list = element("ol", { className: "cards passages" }, ...passages.map(passageCard));
-    return { nodes: passages.length ? [note, list] : [note], message: `No answer found. ${plural(passages.length, "closest passage", "closest passages")} offered.` };
+    return { nodes: [note, list], message: `No answer found. The ${plural(passages.length, "closest passage is", "closest passages are")} offered.` };
   }
 
   function answerCard(answer) {
@@ -382,14 +385,15 @@
     reader.hidden = false;
     document.body.classList.add("reading");
     $("reader-title").focus({ preventScroll: true });
-    // Scroll the view itself (not the page behind it) to put the highlight in its middle.
-    reader.scrollTop = 0;
+    // Scroll the article (not the page behind it) to put the highlight in the middle of the view.
+    const body = $("reader-body");
+    body.scrollTop = 0;
     if (target) {
-      const view = reader.getBoundingClientRect();
+      const view = body.getBoundingClientRect();
       const spot = target.getBoundingClientRect();
       // A highlight taller than the view (a long passage) starts near its top instead.
       const margin = spot.height < view.height * 0.7 ? (view.height - spot.height) / 2 : view.height * 0.15;
-      reader.scrollTop = Math.max(0, spot.top - view.top - margin);
+      body.scrollTop = Math.max(0, spot.top - view.top - margin);
     }
   }
 
@@ -433,6 +437,7 @@
         : `No articles${filtered}.`;
       $("prev-page").disabled = body.offset <= 0;
       $("next-page").disabled = last >= body.total;
+      $("pager").hidden = body.total <= PAGE_SIZE && body.offset === 0;
     } catch (error) {
       if (run !== state.listRun) return;
       list.replaceChildren();
