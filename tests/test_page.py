@@ -305,6 +305,25 @@ def test_filters_narrow_the_list(page, api):
             api.delete("/articles/" + article["id"])
 
 
+def test_questions_can_go_to_one_article_from_its_view(page, api):
+    """Open an article from the list, ask about it only: a search keeps to it (article_ids)."""
+    nato = "002_3806188b7ba67ac3"
+    wait_for(page, lambda d: nato in listed_ids(d))
+    find_row(page, nato).find_element(By.CSS_SELECTOR, "button.title").click()
+    wait_for(page, expected_conditions.visibility_of_element_located((By.ID, "reader")))
+    assert text_content(page, "#article-text") == api.get("/articles/" + nato).json()["text"]
+    page.find_element(By.ID, "reader-only").click()
+    wait_for(page, expected_conditions.invisibility_of_element_located((By.ID, "reader")))
+    assert page.find_element(By.ID, "only-article").is_displayed()
+    run_query(page, "search", "drones shot down")
+    titles = {t.text for t in page.find_elements(By.CSS_SELECTOR, "#results .passage .title")}
+    assert titles == {api.get("/articles/" + nato).json()["title"]}
+    page.find_element(By.ID, "only-article-clear").click()
+    run_query(page, "search", "drones shot down")
+    titles = {t.text for t in page.find_elements(By.CSS_SELECTOR, "#results .passage .title")}
+    assert len(titles) > 1
+
+
 def test_an_emoji_before_the_answer_is_highlighted_exactly(page, api):
     text = ("Probe news 🚀🛰️\n\n"
             "Engineers 👩‍🚀 cheered 🎉🎉 at dawn. The Zorblax probe carried 42 sensors to the moon, "

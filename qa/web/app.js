@@ -35,6 +35,8 @@
     listOffset: 0,
     listRun: 0,
     opener: null,      // the element that opened the article view, focused again on close
+    shown: null,       // the article in the view: {id, title}
+    only: null,        // questions go to this article only: {id, title}
     keyWaiters: null,  // pending calls waiting for an API key
   };
 
@@ -163,17 +165,22 @@
     waiters.forEach((resolve) => resolve());
   });
 
-  function filters() {
+  /** The filters of asks, searches and lookups; the article list takes all but `article_ids`. */
+  function filters({ forList = false } = {}) {
     const chosen = {};
     if ($("published-from").value) chosen.published_from = $("published-from").value;
     if ($("published-to").value) chosen.published_to = $("published-to").value;
     if ($("source").value) chosen.source = $("source").value;
+    if (state.only && !forList) chosen.article_ids = [state.only.id];
     return chosen;
   }
 
+  /** A query string; a list is the parameter repeated (`article_ids=a&article_ids=b`). */
   function query(params) {
     const search = new URLSearchParams();
-    for (const [name, value] of Object.entries(params)) search.set(name, String(value));
+    for (const [name, value] of Object.entries(params)) {
+      for (const one of Array.isArray(value) ? value : [value]) search.append(name, String(one));
+    }
     return search.toString();
   }
 
@@ -370,6 +377,7 @@
       return;
     }
     state.opener = opener || document.activeElement;
+    state.shown = { id: article.id, title: article.title || article.id };
     const reader = $("reader");
     $("reader-title").textContent = article.title || article.id;
     const meta = metaLine(article, { withTitle: false });
@@ -407,6 +415,24 @@
   }
 
   $("reader-close").addEventListener("click", closeArticle);
+
+  function askOnly(article) {
+    state.only = article;
+    $("only-article-title").textContent = article ? article.title : "";
+    $("only-article").hidden = !article;
+  }
+
+  $("reader-only").addEventListener("click", () => {
+    askOnly(state.shown);
+    state.opener = $("query");
+    closeArticle();
+    say("status", `Questions, searches and lookups now go to “${state.only.title}” only.`);
+  });
+  $("only-article-clear").addEventListener("click", () => {
+    askOnly(null);
+    say("status", "Questions, searches and lookups go to all articles again.");
+    $("query").focus();
+  });
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape" && !$("reader").hidden) {
       event.preventDefault();
@@ -421,7 +447,7 @@
     const list = $("article-list");
     list.setAttribute("aria-busy", "true");
     try {
-      const { body } = await api(`/articles?${query({ limit: PAGE_SIZE, offset: state.listOffset, ...filters() })}`);
+      const { body } = await api(`/articles?${query({ limit: PAGE_SIZE, offset: state.listOffset, ...filters({ forList: true }) })}`);
       if (run !== state.listRun) return;
       if (!body.articles.length && body.total && state.listOffset) {
         // The page emptied (a delete): show the last page that has articles.
@@ -431,7 +457,7 @@
       list.replaceChildren(...body.articles.map(articleRow));
       const first = body.total ? body.offset + 1 : 0;
       const last = body.offset + body.articles.length;
-      const filtered = Object.keys(filters()).length ? " (filtered)" : "";
+      const filtered = Object.keys(filters({ forList: true })).length ? " (filtered)" : "";
       $("list-summary").textContent = body.total
         ? `${first}–${last} of ${plural(body.total, "article", "articles")}${filtered}`
         : `No articles${filtered}.`;
@@ -522,6 +548,7 @@
     });
   }
   $("clear-filters").addEventListener("click", () => {
+    askOnly(null);
     $("published-from").value = "";
     $("published-to").value = "";
     $("source").value = "";
