@@ -88,3 +88,49 @@ def test_training_is_seeded_and_the_adversarial_step_changes_what_is_learned(tmp
     pushed = trained("pushed", adversarial=1.0)
     assert torch.equal(plain, again)
     assert torch.isfinite(pushed).all() and not torch.allclose(plain, pushed)
+
+
+def test_a_killed_training_run_resumes_to_the_same_weights(tmp_path):
+    # The child saves the whole state after every step and is killed (SIGKILL) right after its
+    # fifth save; --resume then carries on. It must end exactly where an uninterrupted run does.
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import torch
+    from transformers import AutoModelForQuestionAnswering
+
+    from qa.training import train_reader
+
+    base = tiny_qa_checkpoint(tmp_path / "base")
+    options = dict(base_model=base, limit=40, epochs=2, batch_size=8, max_length=128, stride=32, seed=5,
+                   bf16=False, freeze_embeddings=True, checkpoint_minutes=0.0)
+    cut = tmp_path / "cut"
+    child = f"""
+import os, signal
+import qa.training.loop as loop
+saves = []
+def replace(a, b, _replace=os.replace):
+    _replace(a, b)
+    saves.append(b)
+    if len(saves) == 5:
+        os.kill(os.getpid(), signal.SIGKILL)
+loop.os.replace = replace
+loop.train_reader({[str(SAMPLE[0])]!r}, {str(cut)!r}, **{ {**options, 'base_model': str(base)}!r})
+"""
+    killed = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert (cut / "resume.pt").is_file() and not (cut / "model.safetensors").exists()
+    assert not list(cut.glob("*.partial"))
+
+    resumed = train_reader(SAMPLE, cut, resume=True, **options)
+    whole = train_reader(SAMPLE, tmp_path / "whole", **options)
+    assert resumed["steps"] == whole["steps"] > 5
+
+    def weights(folder):
+        model = AutoModelForQuestionAnswering.from_pretrained(str(folder))
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    assert torch.equal(weights(cut), weights(tmp_path / "whole"))
