@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from .errors import BadInput
-from .records import Article
+from .records import DATE_PATTERN, Article, check_article_id, valid_unicode
 
 log = logging.getLogger(__name__)
 
 TEXT_SUFFIXES = (".txt", ".md")
-_ID = re.compile(r"^[\w.\-]{1,200}$")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE = re.compile(DATE_PATTERN)
 
 # A leading "date 2023-11-07" (as scraped pages often carry) gives the publication date.
 _LEADING_DATE = re.compile(r"\A\s*(?:date|published|posted)[:\s]+(\d{4}-\d{2}-\d{2})\b\s*", re.IGNORECASE)
@@ -100,15 +99,25 @@ def make_article(record: object) -> Article:
         raise BadInput("bad_article", "an article must be a JSON object")
     article_id = record.get("id")
     text = record.get("text")
-    if not isinstance(article_id, str) or not _ID.match(article_id):
-        raise BadInput("bad_article", "an article needs an 'id': 1 to 200 letters, digits, '.', '_' or '-'")
+    try:
+        # Any id a URL can carry encoded (as Elasticsearch takes ids): "Victoria_(Australia)",
+        # "a/b", "Köln"; the API and the CLI share this one rule.
+        check_article_id(article_id)
+    except BadInput:
+        raise BadInput(
+            "bad_article", "an article needs an 'id': 1 to 512 characters, none of them a control character"
+        ) from None
     if not isinstance(text, str) or not text.strip():
         raise BadInput("bad_article", f"article {article_id!r} has no text")
     for key in ("title", "published", "source", "url"):
         if record.get(key) is not None and not isinstance(record[key], str):
             raise BadInput("bad_article", f"article {article_id!r}: '{key}' must be a string")
+    for key in ("id", "text", "title", "source", "url"):
+        if isinstance(record.get(key), str) and not valid_unicode(record[key]):
+            # JSON may carry a lone surrogate ("\ud800"), which SQLite cannot store.
+            raise BadInput("bad_article", f"article {article_id!r}: '{key}' is not valid Unicode text")
     published = record.get("published") or None
-    if published is not None and not _DATE.match(published):
+    if published is not None and not _DATE.fullmatch(published):
         raise BadInput("bad_article", f"article {article_id!r}: 'published' must be YYYY-MM-DD")
     return analyse(
         Article(

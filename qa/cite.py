@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Protocol, Sequence
 import numpy as np
 
 from .errors import NotFound
-from .records import Article, Match, Passage
+from .records import Article, Filters, Match, Passage
 from .text import STOPWORDS, fold_typography, keyword_terms, normalize_word, split_sentences, words
 
 __all__ = ["CitationFinder", "Encoder"]
@@ -172,7 +172,8 @@ class CitationFinder:
     """Finds where the articles state a given text: exact, near, or semantic matches.
 
     `article(id)` returns the stored Article (raising `qa.errors.NotFound` if it is gone);
-    `candidates(text, n)` returns up to n retrieved passages, best first; `encoder.encode(texts)`
+    `candidates(text, n)` returns up to n retrieved passages, best first (and
+    `candidates(text, n, filters)` those of the articles the filters keep); `encoder.encode(texts)`
     returns L2-normalised float32 rows. Only the articles of the candidate passages are searched.
     """
 
@@ -203,8 +204,9 @@ class CitationFinder:
 
     # -- public surface ---------------------------------------------------------------------
 
-    def find(self, text: str, k: int = 5) -> list[Match]:
-        """Up to k matches for `text`, best first: exact, then near, then semantic.
+    def find(self, text: str, k: int = 5, filters: Filters | None = None) -> list[Match]:
+        """Up to k matches for `text`, best first: exact, then near, then semantic; only in the
+        articles `filters` keep.
 
         An empty list means no candidate article supports the text. Input checks (empty or
         over-long text) are the engine's; a text without words simply finds nothing.
@@ -212,7 +214,7 @@ class CitationFinder:
         query = _tokens(text)
         if not query.norm or k <= 0:
             return []
-        articles, spans = self._candidate_articles(text)
+        articles, spans = self._candidate_articles(text, filters)
         if not articles:
             return []
 
@@ -253,12 +255,18 @@ class CitationFinder:
 
     # -- candidates and the per-article cache -------------------------------------------------
 
-    def _candidate_articles(self, text: str) -> tuple[list[_Prepared], dict[str, list[tuple[int, int]]]]:
+    def _candidate_articles(self, text: str, filters: Filters | None = None) -> tuple[list[_Prepared], dict[str, list[tuple[int, int]]]]:
         """The articles of the best passages, and per article the spans of its best
         `semantic_passages` passages (where a semantic match is looked for)."""
         ids: list[str] = []
         spans: dict[str, list[tuple[int, int]]] = {}
-        for rank, passage in enumerate(self.candidates(text, self.candidate_passages)):
+        # Retrieval applies the filters, so every candidate article is one they keep. A plain
+        # `candidates(text, n)` callable serves lookups without filters.
+        if filters is not None and filters.active:
+            passages = self.candidates(text, self.candidate_passages, filters)
+        else:
+            passages = self.candidates(text, self.candidate_passages)
+        for rank, passage in enumerate(passages):
             if passage.article_id not in ids:
                 if len(ids) >= self.max_articles:
                     continue
@@ -561,7 +569,8 @@ class CitationFinder:
     @staticmethod
     def _match(prepared: _Prepared, start: int, end: int, kind: str, score: float) -> Match:
         article = prepared.article
-        return Match(article.id, article.title, start, end, article.text[start:end], kind, round(float(score), 4))
+        return Match(article.id, article.title, start, end, article.text[start:end], kind, round(float(score), 4),
+                     article.published, article.source, article.url)
 
     @staticmethod
     def _best(matches: list[Match], k: int) -> list[Match]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -14,7 +15,8 @@ from .chunking import CHUNKER_VERSION, ChunkingConfig, chunk_articles
 from .embedding import Encoder, SentenceTransformerEncoder
 from .errors import BadInput, NotFound
 from .readers import Reader, make_reader
-from .records import Answer, Article, IngestReport, Match, Passage
+from .records import (Answer, Article, ArticleListing, Filters, IngestReport, Match, Passage, SourceCount,
+                      check_article_id, valid_unicode)
 from .retrieval import RetrievalConfig, Retriever
 from .settings import Settings
 from .store import IndexStore
@@ -85,13 +87,13 @@ class Engine:
         return vectors
 
     def delete(self, article_id: str) -> None:
-        if self.store.article(article_id) is None:
+        if self.store.article(check_article_id(article_id)) is None:
             raise NotFound("not_found", f"no article {article_id!r}")
         self.store.write([], [], np.zeros((0, self.encoder.dimension), dtype=np.float32), delete=[article_id])
         log.info("deleted article %s", article_id)
 
     def article(self, article_id: str) -> Article:
-        article = self.store.article(article_id)
+        article = self.store.article(check_article_id(article_id))
         if article is None:
             raise NotFound("not_found", f"no article {article_id!r}")
         return article
@@ -122,36 +124,60 @@ class Engine:
 
     # -- questions ---------------------------------------------------------------------------
 
-    def search(self, query: str, k: int = 10) -> list[Passage]:
-        return self.search_many([query], k)[0]
+    def search(self, query: str, k: int = 10, filters: Filters | None = None) -> list[Passage]:
+        """The `k` best passages, best first, from the articles `filters` keep (all by default)."""
+        return self.search_many([query], k, filters)[0]
 
-    def search_many(self, queries: Sequence[str], k: int = 10) -> list[list[Passage]]:
+    def search_many(self, queries: Sequence[str], k: int = 10, filters: Filters | None = None) -> list[list[Passage]]:
         queries = [self._check_text(q, "query") for q in queries]
         k = _check_k(k)
+        filters = _check_filters(filters)
         with self.store.reading():
-            return self.retriever.retrieve_many(queries, k)
+            return self.retriever.retrieve_many(queries, k, filters)
 
-    def ask(self, question: str, top_k: int | None = None) -> list[Answer]:
-        """The best answers, each with its citation; an empty list when the articles hold none."""
-        return self.ask_many([question], top_k)[0]
+    def ask(self, question: str, top_k: int | None = None, filters: Filters | None = None) -> list[Answer]:
+        """The best answers, each with its citation; an empty list when the articles hold none.
+        Only the articles `filters` keep are read."""
+        return self.ask_many([question], top_k, filters)[0]
 
-    def ask_many(self, questions: Sequence[str], top_k: int | None = None) -> list[list[Answer]]:
+    def ask_many(self, questions: Sequence[str], top_k: int | None = None, filters: Filters | None = None) -> list[list[Answer]]:
         questions = [self._check_text(q, "question") for q in questions]
         top_k = _check_k(self.settings.top_k if top_k is None else top_k)
+        filters = _check_filters(filters)
         # Passages that hold too little of a question's rare words are about something else:
         # no answer, whatever the span model makes of them (the gate is tuned with the reader).
         gate = float(getattr(self.reader, "min_coverage", 0.0))
         with self.store.reading():
-            passages = self.retriever.retrieve_many(questions, self.settings.passages)
+            passages = self.retriever.retrieve_many(questions, self.settings.passages, filters)
             related = [gate <= 0 or self.retriever.coverage(q, p) >= gate for q, p in zip(questions, passages)]
-        return [self.reader.read(q, p, top_k) if ok else [] for q, p, ok in zip(questions, passages, related)]
+        answers = [self.reader.read(q, p, top_k) if ok else [] for q, p, ok in zip(questions, passages, related)]
+        return [_with_article_fields(a, p) for a, p in zip(answers, passages)]
 
-    def cite(self, text: str, k: int = 5) -> list[Match]:
-        """Where the articles state `text`: exact, near or semantic matches, best first."""
+    def cite(self, text: str, k: int = 5, filters: Filters | None = None) -> list[Match]:
+        """Where the articles state `text`: exact, near or semantic matches, best first; only in
+        the articles `filters` keep."""
         text = self._check_text(text, "text")
         k = _check_k(k)
+        filters = _check_filters(filters)
         with self.store.reading():
-            return self.citation_finder.find(text, k)
+            return self.citation_finder.find(text, k, filters)
+
+    # -- listing -----------------------------------------------------------------------------
+
+    def list_articles(self, filters: Filters | None = None, limit: int = 50, offset: int = 0) -> ArticleListing:
+        """A page of the articles `filters` keep, newest first (undated last), then by id."""
+        filters = _check_filters(filters)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
+            raise BadInput("bad_limit", "limit must be a whole number from 1 to 100")
+        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
+            raise BadInput("bad_offset", f"offset must be a whole number from 0 to {MAX_OFFSET}")
+        with self.store.reading():
+            return self.store.list_articles(filters, limit, offset)
+
+    def sources(self) -> list[SourceCount]:
+        """Every source the articles name, with how many articles each has, by name."""
+        with self.store.reading():
+            return self.store.sources()
 
     @property
     def citation_finder(self):
@@ -163,8 +189,8 @@ class Engine:
         return self._citations
 
     def _check_text(self, text: object, what: str) -> str:
-        if not isinstance(text, str):
-            raise BadInput("bad_request", f"the {what} must be a string")
+        if not isinstance(text, str) or not valid_unicode(text):
+            raise BadInput("bad_request", f"the {what} must be a string of valid Unicode")
         if not text.strip():
             raise BadInput("bad_request", f"the {what} is empty")
         if len(text) > self.settings.max_question_chars:
@@ -180,6 +206,28 @@ def _model_identity(model: str) -> str:
     virtual environment moves, unlike the full path."""
     path = Path(model)
     return f"{path.parent.name}/{path.name}" if path.is_dir() else model
+
+
+# The largest listing offset accepted: far beyond any index, and well inside SQLite's integers.
+MAX_OFFSET = 1_000_000_000
+
+
+def _check_filters(filters: object) -> Filters | None:
+    if filters is not None and not isinstance(filters, Filters):
+        raise BadInput("bad_filter", "filters must be a qa.Filters")
+    return filters
+
+
+def _with_article_fields(answers: list[Answer], passages: Sequence[Passage]) -> list[Answer]:
+    """Answers whose citations carry their article's date, source and address, as the passages
+    they were read from know them."""
+    fields = {p.article_id: (p.published, p.source, p.url) for p in passages}
+    out = []
+    for answer in answers:
+        published, source, url = fields.get(answer.citation.article_id, (None, None, None))
+        citation = dataclasses.replace(answer.citation, published=published, source=source, url=url)
+        out.append(dataclasses.replace(answer, citation=citation))
+    return out
 
 
 def _check_k(k: object) -> int:

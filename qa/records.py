@@ -8,7 +8,16 @@ for again.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+from .errors import BadInput
+
+# A calendar-shaped date. Bounds are compared as text (YYYY-MM-DD sorts as dates do), so a
+# bound such as 2023-02-31 simply means the end of February and needs no calendar check.
+DATE_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
+# An article id: 1 to 512 characters, none of them a control character (C0, DEL, C1).
+ARTICLE_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]{1,512}$"
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,10 @@ class Passage:
     dense_rank: int | None = None
     keyword_rank: int | None = None
     dense_score: float | None = None
+    # The article's own fields, for showing where a passage comes from.
+    published: str | None = None
+    source: str | None = None
+    url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +82,9 @@ class Citation:
     title: str
     start: int
     end: int
+    published: str | None = None
+    source: str | None = None
+    url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +115,9 @@ class Match:
     text: str
     kind: str  # "exact" | "near" | "semantic"
     score: float
+    published: str | None = None
+    source: str | None = None
+    url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,3 +126,79 @@ class IngestReport:
     replaced: tuple[str, ...] = ()
     chunks: int = 0
     seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which articles a question, search, lookup or listing may draw on: all given conditions hold.
+
+    Dates are YYYY-MM-DD, both ends inclusive; an article without a date passes no date bound.
+    `source` is compared exactly, as `GET /sources` lists it. Empty `article_ids` means any.
+    """
+
+    published_from: str | None = None
+    published_to: str | None = None
+    source: str | None = None
+    article_ids: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        for name in ("published_from", "published_to"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not re.fullmatch(DATE_PATTERN, value)):
+                raise BadInput("bad_filter", f"{name} must be a date YYYY-MM-DD")
+        if self.source is not None and (not isinstance(self.source, str) or not self.source or not valid_unicode(self.source)):
+            raise BadInput("bad_filter", "source must be a non-empty string")
+        if isinstance(self.article_ids, str) or not all(isinstance(i, str) for i in self.article_ids):
+            raise BadInput("bad_filter", "article_ids must be a list of article ids")
+        for article_id in self.article_ids:
+            check_article_id(article_id)
+        # A list given by a caller becomes a tuple, so that the record stays hashable.
+        object.__setattr__(self, "article_ids", tuple(dict.fromkeys(self.article_ids)))
+
+    @property
+    def active(self) -> bool:
+        """Whether the filters leave out anything at all."""
+        return bool(self.published_from or self.published_to or self.source or self.article_ids)
+
+
+def check_article_id(article_id: object) -> str:
+    """The id itself when it is 1 to 512 characters without control characters; else `BadInput`."""
+    if not isinstance(article_id, str) or not re.fullmatch(ARTICLE_ID_PATTERN, article_id) or not valid_unicode(article_id):
+        raise BadInput("bad_article_id", "an article id is 1 to 512 characters, none of them a control character")
+    return article_id
+
+
+def valid_unicode(text: str) -> bool:
+    """Whether `text` is valid Unicode: JSON can carry a lone surrogate ("\\ud800"), which neither
+    SQLite nor a JSON response can encode."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class ArticleSummary:
+    """An article as a listing shows it: no text, and how many chunks it was cut into."""
+
+    id: str
+    title: str
+    published: str | None
+    source: str | None
+    url: str | None
+    chunks: int
+
+
+@dataclass(frozen=True)
+class ArticleListing:
+    """One page of a listing, and how many articles the whole listing holds."""
+
+    total: int
+    articles: tuple[ArticleSummary, ...]
+
+
+@dataclass(frozen=True)
+class SourceCount:
+    source: str
+    articles: int

@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .records import Passage
+from .records import Filters, Passage
 from .store import IndexStore
 from .text import keyword_terms, split_sentences, term_stem
 
@@ -42,22 +42,28 @@ class Retriever:
         self.encoder = encoder
         self.config = config
 
-    def retrieve(self, query: str, n: int) -> list[Passage]:
-        """The `n` best passages for `query`, best first."""
-        return self.retrieve_many([query], n)[0]
+    def retrieve(self, query: str, n: int, filters: Filters | None = None) -> list[Passage]:
+        """The `n` best passages for `query`, best first, from the articles `filters` keep."""
+        return self.retrieve_many([query], n, filters)[0]
 
-    def retrieve_many(self, queries: Sequence[str], n: int) -> list[list[Passage]]:
+    def retrieve_many(self, queries: Sequence[str], n: int, filters: Filters | None = None) -> list[list[Passage]]:
         """The batch call behind `retrieve`: one encoder and one FAISS call for all queries.
 
-        The caller holds `store.reading()` so every query sees the same generation.
+        Filters restrict both searches themselves (FAISS to the allowed chunk ids, FTS5 joined
+        with the articles), so a filter that keeps few articles still gets `n` passages when
+        they hold that many. The caller holds `store.reading()` so every query sees the same
+        generation.
         """
+        allowed = self.store.allowed_chunks(filters)
+        if allowed is not None and len(allowed) == 0:
+            return [[] for _ in queries]
         if len(queries) == 1 and hasattr(self.encoder, "encode_query"):
             vectors = self.encoder.encode_query(queries[0])[None, :]
         else:
             vectors = self.encoder.encode(list(queries))
         depth = max(self.config.candidates, n)
-        dense_lists = self.store.closest_chunks(vectors, depth)
-        keyword_lists = [self.store.keyword_chunks(keyword_terms(q), depth) for q in queries]
+        dense_lists = self.store.closest_chunks(vectors, depth, allowed)
+        keyword_lists = [self.store.keyword_chunks(keyword_terms(q), depth, filters) for q in queries]
         rerank = self.config.fusion == "convex" and self.config.sentence_weight > 0
         if self.config.fusion == "convex":
             depth = max(n, RERANK_DEPTH) if rerank else n
@@ -67,17 +73,18 @@ class Retriever:
         chunks = self.store.chunks(sorted({cid for fused in fused_lists for cid, *_ in fused}))
         if rerank:
             fused_lists = [self._rerank(q, fused, chunks, n) for q, fused in zip(queries, fused_lists)]
-        titles = self.store.titles(c.article_id for c in chunks.values())
+        fields = self.store.article_fields(c.article_id for c in chunks.values())
         results = []
         for fused in fused_lists:
             passages = []
             for chunk_id, score, dense_rank, keyword_rank, cosine in fused:
                 chunk = chunks.get(chunk_id)
-                if chunk is None:  # deleted by a writer since the vectors were loaded
+                if chunk is None or chunk.article_id not in fields:  # deleted by a writer meanwhile
                     continue
+                title, published, source, url = fields[chunk.article_id]
                 passages.append(
-                    Passage(chunk.article_id, titles.get(chunk.article_id, ""), chunk.start, chunk.end, chunk.text,
-                            score, dense_rank, keyword_rank, cosine)
+                    Passage(chunk.article_id, title, chunk.start, chunk.end, chunk.text,
+                            score, dense_rank, keyword_rank, cosine, published, source, url)
                 )
             results.append(passages)
         return results

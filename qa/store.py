@@ -29,7 +29,7 @@ import faiss
 import numpy as np
 
 from .errors import Busy, IndexMismatch
-from .records import Article, Chunk
+from .records import Article, ArticleListing, ArticleSummary, Chunk, Filters, SourceCount
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     end INTEGER NOT NULL, text TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_by_article ON chunks(article_id);
+CREATE INDEX IF NOT EXISTS articles_by_published ON articles(published);
+CREATE INDEX IF NOT EXISTS articles_by_source ON articles(source);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(text, tokenize='porter unicode61 remove_diacritics 2');
 """
 
@@ -327,12 +329,44 @@ class IndexStore:
     def article_ids(self) -> list[str]:
         return [row[0] for row in self._db.execute("SELECT id FROM articles ORDER BY id")]
 
-    def titles(self, article_ids: Iterable[str]) -> dict[str, str]:
+    def article_fields(self, article_ids: Iterable[str]) -> dict[str, tuple[str, str | None, str | None, str | None]]:
+        """(title, published, source, url) of each given article that exists."""
         ids = list(set(article_ids))
         if not ids:
             return {}
-        rows = self._db.execute(f"SELECT id, title FROM articles WHERE id IN ({','.join('?' * len(ids))})", ids)
-        return dict(rows.fetchall())
+        rows = self._db.execute(
+            "SELECT id, title, published, source, url FROM articles WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(ids),),
+        )
+        return {row[0]: tuple(row[1:]) for row in rows}
+
+    def allowed_chunks(self, filters: Filters | None) -> np.ndarray | None:
+        """The ids of the chunks of the articles `filters` keep; None when they keep everything."""
+        if filters is None or not filters.active:
+            return None
+        where, params = _filter_sql(filters, "a")
+        rows = self._db.execute(f"SELECT c.id FROM chunks c JOIN articles a ON a.id = c.article_id WHERE {where}", params)
+        return np.fromiter((row[0] for row in rows), dtype=np.int64)
+
+    def list_articles(self, filters: Filters | None, limit: int, offset: int) -> ArticleListing:
+        """Articles newest first (undated last), then by id, with how many chunks each has."""
+        where, params = _filter_sql(filters or Filters(), "a")
+        total = self._db.execute(f"SELECT COUNT(*) FROM articles a WHERE {where}", params).fetchone()[0]
+        rows = self._db.execute(
+            f"SELECT a.id, a.title, a.published, a.source, a.url,"
+            f" (SELECT COUNT(*) FROM chunks c WHERE c.article_id = a.id)"
+            f" FROM articles a WHERE {where}"
+            f" ORDER BY a.published IS NULL, a.published DESC, a.id LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return ArticleListing(total, tuple(ArticleSummary(*row) for row in rows))
+
+    def sources(self) -> list[SourceCount]:
+        """Every source the articles name, with how many articles each has, by name."""
+        rows = self._db.execute(
+            "SELECT source, COUNT(*) FROM articles WHERE source IS NOT NULL GROUP BY source"
+        ).fetchall()
+        return [SourceCount(source, count) for source, count in sorted(rows, key=lambda r: (r[0].casefold(), r[0]))]
 
     def chunks(self, chunk_ids: Sequence[int]) -> dict[int, Chunk]:
         if not chunk_ids:
@@ -343,11 +377,21 @@ class IndexStore:
         )
         return {row[0]: Chunk(*row[1:]) for row in rows}
 
-    def closest_chunks(self, vectors: np.ndarray, n: int) -> list[list[tuple[int, float]]]:
-        """For each query vector, the `n` most similar chunks as (chunk id, cosine)."""
-        if self._vectors.ntotal == 0:
+    def closest_chunks(self, vectors: np.ndarray, n: int, allowed: np.ndarray | None = None) -> list[list[tuple[int, float]]]:
+        """For each query vector, the `n` most similar chunks as (chunk id, cosine).
+
+        `allowed` (chunk ids) restricts the search itself, so that a filter keeping few chunks
+        still gets its `n` best, not what is left of the `n` best overall.
+        """
+        available = self._vectors.ntotal if allowed is None else min(len(allowed), self._vectors.ntotal)
+        if available == 0:
             return [[] for _ in range(len(vectors))]
-        scores, ids = self._vectors.search(np.ascontiguousarray(vectors, dtype=np.float32), min(n, self._vectors.ntotal))
+        params = None
+        if allowed is not None:
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64)))
+        scores, ids = self._vectors.search(
+            np.ascontiguousarray(vectors, dtype=np.float32), min(n, available), params=params
+        )
         return [[(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i >= 0] for row_ids, row_scores in zip(ids, scores)]
 
     def cosines(self, vector: np.ndarray, chunk_ids: Sequence[int]) -> dict[int, float]:
@@ -382,16 +426,26 @@ class IndexStore:
             counts[term] = known[term]
         return counts, total
 
-    def keyword_chunks(self, terms: Sequence[str], n: int) -> list[tuple[int, float]]:
-        """The `n` best chunks by BM25 for any of `terms`, as (chunk id, BM25 score; higher is better)."""
+    def keyword_chunks(self, terms: Sequence[str], n: int, filters: Filters | None = None) -> list[tuple[int, float]]:
+        """The `n` best chunks by BM25 for any of `terms`, as (chunk id, BM25 score; higher is better),
+        among the chunks of the articles `filters` keep."""
         terms = [t for t in dict.fromkeys(terms) if t]
         if not terms:
             return []
         # Each term quoted: FTS5 then reads "x-59" as the phrase "x 59", and no term is an operator.
         query = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
-        rows = self._db.execute(
-            "SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?", (query, n)
-        )
+        if filters is None or not filters.active:
+            rows = self._db.execute(
+                "SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?", (query, n)
+            )
+        else:
+            where, params = _filter_sql(filters, "a")
+            rows = self._db.execute(
+                "SELECT f.rowid, bm25(chunks_fts) FROM chunks_fts f JOIN chunks c ON c.id = f.rowid"
+                f" JOIN articles a ON a.id = c.article_id WHERE chunks_fts MATCH ? AND {where}"
+                " ORDER BY bm25(chunks_fts) LIMIT ?",
+                [query, *params, n],
+            )
         return [(int(rowid), -float(score)) for rowid, score in rows]
 
     def close(self) -> None:
@@ -399,3 +453,24 @@ class IndexStore:
         if db is not None:
             db.close()
             self._local.db = None
+
+
+def _filter_sql(filters: Filters, alias: str) -> tuple[str, list[object]]:
+    """A WHERE condition on the articles table (as `alias`) that holds for the articles `filters` keep."""
+    clauses: list[str] = []
+    params: list[object] = []
+    # Dates are YYYY-MM-DD, which sort as text as they do as dates; NULL passes no bound.
+    if filters.published_from:
+        clauses.append(f"{alias}.published >= ?")
+        params.append(filters.published_from)
+    if filters.published_to:
+        clauses.append(f"{alias}.published <= ?")
+        params.append(filters.published_to)
+    if filters.source is not None:
+        clauses.append(f"{alias}.source = ?")
+        params.append(filters.source)
+    if filters.article_ids:
+        # One JSON parameter, not one per id: no limit on how many ids a filter names.
+        clauses.append(f"{alias}.id IN (SELECT value FROM json_each(?))")
+        params.append(json.dumps(list(filters.article_ids)))
+    return " AND ".join(clauses) or "1", params

@@ -55,11 +55,22 @@ def test_jsonl_fields(tmp_path):
     ({"id": "a", "text": "   "}, "has no text"),
     ({"text": "x"}, "needs an 'id'"),
     ({"id": "a", "text": "x", "published": "Jan 5"}, "YYYY-MM-DD"),
-    ({"id": "a b/c", "text": "x"}, "needs an 'id'"),
+    ({"id": "a", "text": "x", "published": "2024-13-01"}, "YYYY-MM-DD"),
+    ({"id": "", "text": "x"}, "needs an 'id'"),
+    ({"id": "tab\there", "text": "x"}, "needs an 'id'"),
+    ({"id": "line\n", "text": "x"}, "needs an 'id'"),
+    ({"id": "c1\x85", "text": "x"}, "needs an 'id'"),
+    ({"id": "x" * 513, "text": "x"}, "needs an 'id'"),
+    ({"id": "a", "text": "lone \ud800 surrogate"}, "not valid Unicode"),
 ])
 def test_bad_records_are_refused(record, message):
     with pytest.raises(BadInput, match=message):
         make_article(record)
+
+
+@pytest.mark.parametrize("article_id", ["Victoria_(Australia)", "a b/c", "Köln?x=1#frag", "x" * 512, "..", "東京"])
+def test_any_id_without_control_characters_is_taken(article_id):
+    assert make_article({"id": article_id, "text": "Body."}).id == article_id
 
 
 def test_bad_files_name_the_file(tmp_path):
