@@ -284,6 +284,28 @@ def test_an_article_is_added_by_paste_and_deleted(page, api):
         api.delete("/articles/" + quote_id(article_id))
 
 
+def test_articles_are_uploaded_from_md_and_jsonl_files(page, api, tmp_path):
+    """A .md file is one article named after the file; a .jsonl file is one article a line."""
+    markdown = tmp_path / "page-upload-note.md"
+    markdown.write_text("Harbour lights\n\nThe harbour lights were repaired on Tuesday.\n", encoding="utf-8")
+    lines = tmp_path / "page-upload.jsonl"
+    lines.write_text('{"id": "page-upload-a", "text": "First line article. It is short.", "source": "Upload Wire"}\n'
+                     '\n{"id": "page-upload-b", "text": "Second line article. Also short."}\n', encoding="utf-8")
+    page.find_element(By.CSS_SELECTOR, "#add summary").click()
+    try:
+        for path, expected in ((markdown, "page-upload-note"), (lines, "page-upload-b")):
+            page.find_element(By.ID, "upload-file").send_keys(str(path))
+            page.find_element(By.CSS_SELECTOR, "#upload-form button[type=submit]").click()
+            wait_for(page, lambda d: expected in d.find_element(By.ID, "library-status").text)
+        stored = api.get("/articles/page-upload-note").json()
+        assert stored["text"] == markdown.read_text(encoding="utf-8") and stored["title"] == "Harbour lights"
+        assert api.get("/articles/page-upload-a").json()["source"] == "Upload Wire"
+        assert api.get("/articles/page-upload-b").status_code == 200
+    finally:
+        for article_id in ("page-upload-note", "page-upload-a", "page-upload-b"):
+            api.delete("/articles/" + article_id)
+
+
 def test_filters_narrow_the_list(page, api):
     added = [
         {"id": "page-filter-a", "text": "Harbour news\n\nThe harbour reopened on Monday.", "published": "2001-02-03", "source": "Filter Test Daily"},

@@ -36,8 +36,10 @@
     listRun: 0,
     opener: null,      // the element that opened the article view, focused again on close
     shown: null,       // the article in the view: {id, title}
+    openRun: 0,        // the latest article asked for; a slower earlier one is not shown
     only: null,        // questions go to this article only: {id, title}
     keyWaiters: null,  // pending calls waiting for an API key
+    sessionKey: "",    // the key, when localStorage cannot keep it
   };
 
   // -- offsets ---------------------------------------------------------------------------------
@@ -63,13 +65,12 @@
    * span and `inner` in a <mark> (inside `outer` when it lies within it). Returns the element
    * to bring into view.
    */
-  function renderHighlighted(container, text, { outer = null, inner = null, innerLabel = "" } = {}) {
+  function renderHighlighted(container, text, { outer = null, inner = null } = {}) {
     container.replaceChildren();
     const at = (point) => utf16Index(text, point);
     const mark = (start, end) => {
       const element = document.createElement("mark");
       element.textContent = text.slice(start, end);
-      if (innerLabel) element.title = innerLabel;
       return element;
     };
     if (outer && inner && inner[0] >= outer[0] && inner[1] <= outer[1]) {
@@ -122,7 +123,7 @@
     for (let attempt = 0; ; attempt++) {
       const headers = { Accept: "application/json" };
       if (body !== undefined) headers["Content-Type"] = "application/json";
-      const key = storedKey() || state.sessionKey || "";
+      const key = storedKey() || state.sessionKey;
       if (key) headers.Authorization = `Bearer ${key}`;
       let response;
       try {
@@ -369,13 +370,15 @@
   // -- the article view ------------------------------------------------------------------------
 
   async function openArticle(articleId, { outer = null, inner = null, legend = "" } = {}, opener = null) {
+    const run = ++state.openRun;
     let article;
     try {
       ({ body: article } = await api(`/articles/${encodeURIComponent(articleId)}`));
     } catch (error) {
-      say("status", error.message, { error: true });
+      if (run === state.openRun) say("status", error.message, { error: true });
       return;
     }
+    if (run !== state.openRun) return;
     state.opener = opener || document.activeElement;
     state.shown = { id: article.id, title: article.title || article.id };
     const reader = $("reader");
@@ -392,6 +395,9 @@
     const target = renderHighlighted($("article-text"), article.text, { outer, inner });
     reader.hidden = false;
     document.body.classList.add("reading");
+    // Where the view covers the whole page (a phone), what is behind it takes no focus.
+    const covers = window.matchMedia("(max-width: 64rem)").matches;
+    for (const behind of document.querySelectorAll(".top, .layout, .skip")) behind.inert = covers;
     $("reader-title").focus({ preventScroll: true });
     // Scroll the article (not the page behind it) to put the highlight in the middle of the view.
     const body = $("reader-body");
@@ -409,6 +415,7 @@
     if ($("reader").hidden) return;
     $("reader").hidden = true;
     document.body.classList.remove("reading");
+    for (const behind of document.querySelectorAll(".top, .layout, .skip")) behind.inert = false;
     const opener = state.opener;
     state.opener = null;
     if (opener && document.contains(opener)) opener.focus();
