@@ -17,6 +17,7 @@ the answer, the [CLS] token ("no answer") when it does not or when the question 
 Dev files are only ever used for evaluation and for choosing the no-answer threshold.
 """
 
+from .cli import main
 from .data import DEFAULT_DEV, DEFAULT_TRAIN, SOURCES, SquadExample, load_squad, synthetic_unanswerable
 from .evaluation import evaluate_gold, evaluate_news, measure_latency
 from .export import export_onnx, quantize_onnx, quantize_weights_int8, stage_reader, write_model_card
@@ -25,7 +26,7 @@ from .windows import build_features, load_tokenizer
 
 __all__ = [
     "DEFAULT_DEV", "DEFAULT_TRAIN", "SOURCES", "SquadExample", "build_features", "evaluate_gold",
-    "evaluate_news", "export_onnx", "layer_depth", "load_squad", "load_tokenizer", "measure_latency",
+    "evaluate_news", "export_onnx", "layer_depth", "load_squad", "load_tokenizer", "main", "measure_latency",
     "quantize_onnx", "quantize_weights_int8", "stage_reader", "synthetic_unanswerable", "train_reader",
     "write_model_card",
 ]
