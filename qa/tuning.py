@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import itertools
 import json
 import logging
@@ -37,6 +38,7 @@ from .evaluate import bootstrap_interval, f1_score, load_news, load_squad
 from .readers.factory import SHIPPED_READER
 from .readers.hybrid import HybridReader, HybridWeights
 from .settings import Settings
+from .training.export import write_model_card
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
@@ -272,6 +274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             config["threshold"] = results["neural"]["threshold"]
             config["min_coverage"] = results["neural"]["min_coverage"]
         config["default"] = chosen
+        config["tuning"] = {"date": datetime.date.today().isoformat(), "report": report(rows, results)}
         path.write_text(json.dumps(config, indent=2) + "\n")
+        if "command" in config:  # a reader trained here: its card shows the new setting
+            write_model_card(path.parent, config, config["command"])
         print(f"saved to {path}")
     return 0

@@ -247,10 +247,46 @@ Latency (ONNX Runtime, 2 threads, 8 passages of ~200 word pieces, one question):
 
 Re-score the shipped artifact: `python -m qa.training --evaluate-only`.
 
+{_service_section(config)}
 ## Limits
 
-Trained on Wikipedia and scientific-paper questions only, no news; news answers (names, numbers, places) are mostly
-short spans and work, but long or multi-sentence answers and questions needing arithmetic or
-inference do not. The no-answer decision is tuned on single gold paragraphs.
+Trained on Wikipedia and scientific-paper questions only, no news; news answers (names, numbers,
+places) are mostly short spans and work, but long or multi-sentence answers and questions needing
+arithmetic or inference do not.
 """
     (out / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+
+
+def _service_section(config: dict[str, Any]) -> str:
+    """How the service uses the model, as `qa tune-reader` last set it (empty before that)."""
+    tuning = config.get("tuning")
+    if not tuning:
+        return ""
+    hybrid = config.get("hybrid", {})
+    rows = "\n".join(f"| {name} | " + " | ".join(figures.get(k, "") for k in (
+        "answerable F1", "answerable abstained", "unanswerable abstained", "v2 overall")) + " |"
+        for name, figures in tuning.get("report", {}).items())
+    return f"""## In the service
+
+`qa tune-reader` ({tuning.get('date', '?')}) tuned two ways of using the model end to end on the
+dev sets (`data/squad/dev-v2.0-part.json`, `data/news_dev.jsonl`, `data/news_unanswerable_dev.jsonl`;
+retrieval over each set's own articles, the top answer):
+
+- `neural`: the model's best span, answered when its margin (moved by up to
+  `support_weight` = {config.get('support_weight', 1.0)} logits by how well retrieval ranked its passage) reaches
+  `threshold` = {config.get('threshold')};
+- `hybrid`: its spans re-ranked with the rule reader's sentence support and answer-form rules
+  (weights {hybrid}).
+
+Both answer only when the retrieved passages hold at least `min_coverage` of the question's rare
+words, by inverse document frequency (neural {config.get('min_coverage', 0.0)}, hybrid {hybrid.get('min_coverage', 0.0)}): a question
+the articles do not touch ("What is the capital of France?") gets no answer, whatever span the
+model likes. Each setting is the one with the best mean v2 overall over the dev sets among those
+that cost no set's answerable questions more than 0.03 F1 against never abstaining.
+`QA_READER=auto` uses the better of the two: **{config.get('default', 'hybrid')}**.
+
+| reader and set | answerable F1 [95% bootstrap] | answerable abstained | unanswerable abstained | v2 overall [95% bootstrap] |
+|---|---|---|---|---|
+{rows}
+
+"""
