@@ -214,6 +214,30 @@ def test_ask_opens_the_cited_article_with_the_answer_highlighted_exactly(page, a
     save_screenshot(page, "page-phone.png", tmp_path)
 
 
+def test_the_page_works_by_keyboard_alone(page):
+    """Tab to the box, Enter asks, Tab reaches the answer's button (focus visible), Escape closes."""
+    body = page.find_element(By.TAG_NAME, "body")
+    body.send_keys(Keys.TAB)
+    assert page.switch_to.active_element.text == "Skip to the question box"
+    page.switch_to.active_element.send_keys(Keys.ENTER)
+    assert page.switch_to.active_element.get_attribute("id") == "query"
+    page.switch_to.active_element.send_keys("Who is the head of the SBU's cybersecurity department?", Keys.ENTER)
+    wait_for(page, lambda d: d.find_elements(By.CSS_SELECTOR, "#results .answer"))
+    for _ in range(12):  # the submit button, the filters, then the first answer's button
+        page.switch_to.active_element.send_keys(Keys.TAB)
+        if page.switch_to.active_element.text == "Open the article":
+            break
+    focused = page.switch_to.active_element
+    assert focused.text == "Open the article"
+    assert page.execute_script("return getComputedStyle(arguments[0]).outlineStyle", focused) == "solid"
+    focused.send_keys(Keys.ENTER)
+    wait_for(page, lambda d: d.find_elements(By.CSS_SELECTOR, "#article-text mark"))
+    assert page.switch_to.active_element.get_attribute("id") == "reader-title"
+    page.switch_to.active_element.send_keys(Keys.ESCAPE)
+    wait_for(page, expected_conditions.invisibility_of_element_located((By.ID, "reader")))
+    assert page.switch_to.active_element.text == "Open the article"
+
+
 def test_search_shows_passages_best_first_and_opens_one(page, api):
     query = "Kyivstar cyber attack"
     expected = api.get("/search", params={"q": query, "k": 5}).json()["results"]
