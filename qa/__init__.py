@@ -8,10 +8,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from .engine import Engine
 from .errors import BadInput, IndexMismatch, NotFound, QAError
-from .records import Answer, Article, Chunk, Citation, Context, Match, Passage, Sentence
+from .records import (Answer, Article, ArticleListing, ArticleSummary, Chunk, Citation, Context, Filters, Match,
+                      Passage, Sentence, SourceCount)
 from .settings import Settings
 
 __all__ = [
-    "Answer", "Article", "BadInput", "Chunk", "Citation", "Context", "Engine", "IndexMismatch",
-    "Match", "NotFound", "Passage", "QAError", "Sentence", "Settings",
+    "Answer", "Article", "ArticleListing", "ArticleSummary", "BadInput", "Chunk", "Citation", "Context", "Engine",
+    "Filters", "IndexMismatch", "Match", "NotFound", "Passage", "QAError", "Sentence", "Settings", "SourceCount",
 ]

@@ -12,7 +12,8 @@ import sys
 from typing import Sequence
 
 from .errors import QAError
-from .settings import Settings
+from .records import Filters
+from .settings import Settings, check_exposure
 
 log = logging.getLogger("qa")
 
@@ -91,11 +92,25 @@ def cmd_rebuild(args, settings: Settings) -> int:
     return 0
 
 
+def _filters(args) -> Filters:
+    return Filters(args.published_from, args.published_to, args.source, tuple(args.article_ids))
+
+
+def _add_filters(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("filters (all given must hold)")
+    group.add_argument("--from", dest="published_from", metavar="DATE", help="only articles published on or after DATE (YYYY-MM-DD)")
+    group.add_argument("--to", dest="published_to", metavar="DATE", help="only articles published on or before DATE (YYYY-MM-DD)")
+    group.add_argument("--source", metavar="S", help="only articles of source S (exactly as stored)")
+    group.add_argument("--article", dest="article_ids", metavar="ID", action="append", default=[],
+                       help="only this article (repeat for more)")
+
+
 def cmd_ask(args, settings: Settings) -> int:
     from .api import answer_json
 
+    filters = _filters(args)  # a bad flag is told before the model loads
     engine = _ready_engine(settings)
-    answers = engine.ask(args.question, args.top_k)
+    answers = engine.ask(args.question, args.top_k, filters)
     if args.json:
         print(json.dumps({"question": args.question, "answers": [answer_json(a) for a in answers]}, ensure_ascii=False, indent=2))
     elif not answers:
@@ -112,8 +127,9 @@ def cmd_ask(args, settings: Settings) -> int:
 def cmd_search(args, settings: Settings) -> int:
     from .api import passage_json
 
+    filters = _filters(args)
     engine = _ready_engine(settings)
-    results = engine.search(args.query, args.k)
+    results = engine.search(args.query, args.k, filters)
     if args.json:
         print(json.dumps({"query": args.query, "results": [passage_json(p) for p in results]}, ensure_ascii=False, indent=2))
     else:
@@ -127,8 +143,9 @@ def cmd_search(args, settings: Settings) -> int:
 def cmd_cite(args, settings: Settings) -> int:
     from .api import match_json
 
+    filters = _filters(args)
     engine = _ready_engine(settings)
-    matches = engine.cite(args.text, args.k)
+    matches = engine.cite(args.text, args.k, filters)
     if args.json:
         print(json.dumps({"text": args.text, "matches": [match_json(m) for m in matches]}, ensure_ascii=False, indent=2))
     elif not matches:
@@ -145,6 +162,7 @@ def cmd_serve(args, settings: Settings) -> int:
 
     from .api import create_app
 
+    check_exposure(settings)  # before the model loads: a refusal should come at once
     engine = _engine(settings)
     if args.build:
         engine.build_if_empty(_progress("building the index"))
@@ -189,18 +207,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("question")
     p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--json", action="store_true", help="print the API's JSON")
+    _add_filters(p)
     p.set_defaults(run=cmd_ask)
 
     p = sub.add_parser("search", help="find passages")
     p.add_argument("query")
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--json", action="store_true", help="print the API's JSON")
+    _add_filters(p)
     p.set_defaults(run=cmd_search)
 
     p = sub.add_parser("cite", help="find where the articles say a text")
     p.add_argument("text")
     p.add_argument("-k", type=int, default=5)
     p.add_argument("--json", action="store_true", help="print the API's JSON")
+    _add_filters(p)
     p.set_defaults(run=cmd_cite)
 
     p = sub.add_parser("serve", help="serve the HTTP API on the index as it is")

