@@ -37,6 +37,8 @@ ERRORS = {
     409: "another process is writing to the index, or the index was built with another model; try again",
     413: "the request body is larger than QA_MAX_BODY_BYTES",
     500: "a fault of the server (logged)",
+    503: "a file of the index or of a model is damaged; the message names it and what to do",
+    507: "the disk refused the write (full, or an I/O error); nothing of the change was kept",
 }
 
 
@@ -257,7 +259,7 @@ def create_app(engine: Engine) -> FastAPI:
         return engine.health()
 
     @app.post("/ask", response_model=models.AskResponse, response_model_exclude_none=True,
-              responses=_errors(400, 401, 409, 413, 500))
+              responses=_errors(400, 401, 409, 413, 500, 503))
     def ask(body: AskRequest):  # type: ignore[valid-type]
         """Short answers lifted word for word from the articles, best first; [] means no answer."""
         answers = engine.ask(body.question, body.top_k, _filters(body))
@@ -265,7 +267,7 @@ def create_app(engine: Engine) -> FastAPI:
         return {"question": body.question, "answers": [answer_json(a) for a in answers]}
 
     @app.get("/search", response_model=models.SearchResponse, response_model_exclude_none=True,
-             responses=_errors(400, 401, 409, 500))
+             responses=_errors(400, 401, 409, 500, 503))
     def search(
         q: Annotated[str, Query(min_length=1, max_length=settings.max_question_chars, pattern=models.NOT_BLANK, description="what to look for")],
         k: Annotated[int, Query(ge=1, le=100, description="how many passages, 1..100")] = 10,
@@ -279,13 +281,13 @@ def create_app(engine: Engine) -> FastAPI:
         return {"query": q, "results": [passage_json(p) for p in engine.search(q, k, filters)]}
 
     @app.post("/cite", response_model=models.CiteResponse, response_model_exclude_none=True,
-              responses=_errors(400, 401, 409, 413, 500))
+              responses=_errors(400, 401, 409, 413, 500, 503))
     def cite(body: CiteRequest):  # type: ignore[valid-type]
         """Where the articles state a quote or a claim: exact, near or semantic matches."""
         return {"text": body.text, "matches": [match_json(m) for m in engine.cite(body.text, body.k, _filters(body))]}
 
     @app.get("/articles", response_model=models.ArticleList, response_model_exclude_none=True,
-             responses=_errors(400, 401, 500))
+             responses=_errors(400, 401, 409, 500, 503))
     def list_articles(
         published_from: PublishedFrom = None,
         published_to: PublishedTo = None,
@@ -297,20 +299,20 @@ def create_app(engine: Engine) -> FastAPI:
         listing = engine.list_articles(Filters(published_from, published_to, source), limit, offset)
         return {"total": listing.total, "offset": offset, "limit": limit, "articles": [summary_json(a) for a in listing.articles]}
 
-    @app.get("/sources", response_model=models.SourcesResponse, responses=_errors(401, 500))
+    @app.get("/sources", response_model=models.SourcesResponse, responses=_errors(401, 409, 500, 503))
     def sources():
         """Every source the articles name, with how many articles each has (for a source filter)."""
         return {"sources": [{"source": s.source, "articles": s.articles} for s in engine.sources()]}
 
     @app.get("/articles/{article_id:anytext}", response_model=models.ArticleOut, response_model_exclude_none=True,
-             responses=_errors(400, 401, 404, 500))
+             responses=_errors(400, 401, 404, 500, 503))
     def get_article(article_id: ArticleIdParam):
         """The article as stored."""
         return article_json(engine.article(article_id))
 
     @app.post("/articles", status_code=201, response_model=models.IngestResponse,
               responses={200: {"model": models.IngestResponse, "description": "every article replaced one held already"},
-                         **_errors(400, 401, 409, 413, 500)})
+                         **_errors(400, 401, 409, 413, 500, 503, 507)})
     def post_articles(body: models.ArticleIn | models.ArticleBatch):
         """One article, or `{"articles": [...]}`; an id already held is replaced. 201 when any is new."""
         records = body.articles if isinstance(body, models.ArticleBatch) else [body]
@@ -321,7 +323,7 @@ def create_app(engine: Engine) -> FastAPI:
         )
 
     @app.delete("/articles/{article_id:anytext}", response_model=models.DeleteResponse,
-                responses=_errors(400, 401, 404, 409, 500))
+                responses=_errors(400, 401, 404, 409, 500, 503, 507))
     def delete_article(article_id: ArticleIdParam):
         """Removes the article from the index."""
         engine.delete(article_id)

@@ -31,7 +31,8 @@ interactive page at `/docs`.
 - Every error is a 4xx (a 5xx only for a fault of the server) with the body
   `{"error": {"code": str, "message": str}}`. A 405 carries `Allow`.
 - When `QA_API_KEY` is set, every call but `GET /health` and the page (`/`, `/static/...`) needs
-  `Authorization: Bearer <key>`; without it, or with another key: 401 with `WWW-Authenticate: Bearer`.
+  `Authorization: Bearer <key>`, `/openapi.json` and `/docs` too; without it, or with another
+  key: 401 with `WWW-Authenticate: Bearer`.
 - Request bodies over `QA_MAX_BODY_BYTES` (10 MB by default) get 413.
 - An article id is 1 to 512 characters without control characters; in a path it is URL-encoded
   (`GET /articles/Victoria_(Australia)`, `GET /articles/a%2Fb` for `a/b`).
