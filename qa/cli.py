@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from typing import Sequence
 
@@ -62,33 +63,28 @@ def cmd_ingest(args, settings: Settings) -> int:
 
 
 def cmd_rebuild(args, settings: Settings) -> int:
-    """Re-embed every stored article into a fresh index, then swap it in (after a change of model
-    or chunking). The old index stays whole until the new one is complete."""
-    import dataclasses
-    import shutil
-    import sqlite3
-    import tempfile
-    from pathlib import Path
+    """Re-embed every stored article in place, in one atomic change (after a change of model or
+    chunking, or to recover from a damaged vector file). The old index answers until it is done."""
+    from .engine import rebuild_index
 
-    from .articles import make_article
+    report = rebuild_index(settings, progress=_progress("embedding"))
+    print(f"rebuilt {len(report.replaced)} articles, {report.chunks} chunks")
+    return 0
 
-    old = Path(settings.index_dir)
-    if not (old / "index.sqlite").exists():
-        raise QAError("not_found", f"no index in {old}")
-    with sqlite3.connect(old / "index.sqlite") as db:
-        rows = db.execute("SELECT id, text, title, published, source, url FROM articles").fetchall()
-    keys = ("id", "text", "title", "published", "source", "url")
-    articles = [make_article(dict(zip(keys, row))) for row in rows]
-    fresh = Path(tempfile.mkdtemp(prefix=old.name + ".rebuild-", dir=old.resolve().parent))
-    engine = _engine(dataclasses.replace(settings, index_dir=fresh))
-    report = engine.ingest(articles, _progress("embedding"))
-    engine.close()
-    backup = old.with_name(old.name + ".old")
-    shutil.rmtree(backup, ignore_errors=True)
-    old.rename(backup)
-    fresh.rename(old)
-    shutil.rmtree(backup, ignore_errors=True)
-    print(f"rebuilt {len(articles)} articles, {report.chunks} chunks")
+
+def cmd_export(args, settings: Settings) -> int:
+    from .backup import export_articles
+
+    count = export_articles(settings.index_dir, args.file)
+    print(f"exported {count} articles to {args.file}")
+    return 0
+
+
+def cmd_backup(args, settings: Settings) -> int:
+    from .backup import backup_index
+
+    generation, articles = backup_index(settings.index_dir, args.folder)
+    print(f"backed up {articles} articles (generation {generation}) to {args.folder}")
     return 0
 
 
@@ -200,8 +196,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+")
     p.set_defaults(run=cmd_ingest)
 
-    p = sub.add_parser("rebuild", help="re-embed every stored article (after changing model or chunking)")
+    p = sub.add_parser("import", help="add or replace the articles of .jsonl files (as written by qa export)")
+    p.add_argument("paths", nargs="+", metavar="FILE.jsonl")
+    p.set_defaults(run=cmd_ingest)
+
+    p = sub.add_parser("rebuild", help="re-embed every stored article (after changing model or chunking, or "
+                                       "when the vector file is damaged)")
     p.set_defaults(run=cmd_rebuild)
+
+    p = sub.add_parser("export", help="write every article exactly as stored, with its metadata, to a .jsonl file")
+    p.add_argument("file", metavar="FILE.jsonl")
+    p.set_defaults(run=cmd_export)
+
+    p = sub.add_parser("backup", help="copy the index to a new folder, consistently, while the service runs")
+    p.add_argument("folder", metavar="DIR")
+    p.set_defaults(run=cmd_backup)
 
     p = sub.add_parser("ask", help="answer a question from the articles")
     p.add_argument("question")
@@ -262,6 +271,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"qa: {error.message}", file=sys.stderr)
             return 2
     args = build_parser().parse_args(argv)
+    if args.command in WRITING:
+        # SIGTERM (a service manager, a container stopping) lands between two steps: the store
+        # rolls back a write it interrupts before its commit, and one past its commit is whole.
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         settings = Settings.from_env()
         level = settings.log_level.upper() if args.command == "serve" else "INFO" if args.verbose else "WARNING"
@@ -273,6 +286,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("qa: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("qa: terminated (SIGTERM); the index holds all of the interrupted write or none of it", file=sys.stderr)
+        return 143
+
+
+# Commands that write to the index.
+WRITING = frozenset(("ingest", "import", "rebuild"))
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (a BaseException, like KeyboardInterrupt, so that no handler swallows it)."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
 
 
 if __name__ == "__main__":

@@ -33,19 +33,7 @@ class Engine:
         self.settings = settings or Settings.from_env()
         self.encoder = encoder or SentenceTransformerEncoder(self.settings.model, batch_size=self.settings.batch_size)
         self.chunking = ChunkingConfig(self.settings.chunk_tokens, self.settings.chunk_overlap)
-        self.store = IndexStore(
-            self.settings.index_dir,
-            {
-                "model": _model_identity(self.encoder.name),
-                "dimension": self.encoder.dimension,
-                "normalized": True,
-                "chunk_tokens": self.chunking.max_tokens,
-                "chunk_overlap": self.chunking.overlap_sentences,
-                "chunker": CHUNKER_VERSION,
-                "keyword_index": "fts5 porter unicode61",
-            },
-            advisory=("chunker",),
-        )
+        self.store = IndexStore(self.settings.index_dir, index_manifest(self.encoder, self.chunking), advisory=ADVISORY)
         self.retriever = Retriever(self.store, self.encoder, RetrievalConfig(self.settings.candidates, self.settings.rrf_k, self.settings.fusion, self.settings.keyword_weight, self.settings.sentence_weight))
         self.reader = reader or make_reader(self.settings.reader, self.encoder)
         self._citations = None
@@ -73,18 +61,7 @@ class Engine:
         return self.ingest([make_article(r) for r in records])
 
     def _embed(self, texts: list[str], progress: Progress | None) -> np.ndarray:
-        vectors = np.zeros((len(texts), self.encoder.dimension), dtype=np.float32)
-        # Sorted by length so each batch pads little; blocks keep a progress bar moving.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        block = self.settings.batch_size * 4
-        if progress:
-            progress(0, len(order))
-        for first in range(0, len(order), block):
-            ids = order[first:first + block]
-            vectors[ids] = self.encoder.encode([texts[i] for i in ids])
-            if progress:
-                progress(min(first + block, len(order)), len(order))
-        return vectors
+        return _embed(self.encoder, texts, self.settings.batch_size, progress)
 
     def delete(self, article_id: str) -> None:
         if self.store.article(check_article_id(article_id)) is None:
@@ -109,7 +86,9 @@ class Engine:
         return self.ingest_paths([self.settings.corpus_dir], progress)
 
     def health(self) -> dict:
-        articles, chunks = self.store.counts()
+        with self.store.reading():  # counts and generation of one snapshot
+            articles, chunks = self.store.counts()
+            generation = self.store.generation
         return {
             "status": "ok",
             "articles": articles,
@@ -117,7 +96,7 @@ class Engine:
             "model": self.store.manifest["model"],
             "dimension": self.encoder.dimension,
             "reader": self.reader.name,
-            "generation": self.store.generation,
+            "generation": generation,
             # Built with an older chunking rule: still answers; `qa rebuild` brings it up to date.
             "rebuild_advised": bool(self.store.stale),
         }
@@ -199,6 +178,72 @@ class Engine:
 
     def close(self) -> None:
         self.store.close()
+
+
+# Manifest keys whose change leaves an index answering (with a warning) until `qa rebuild`.
+ADVISORY = ("chunker",)
+
+
+def index_manifest(encoder: Encoder, chunking: ChunkingConfig) -> dict[str, object]:
+    """What an index is built with; an index built otherwise is refused (see IndexStore)."""
+    return {
+        "model": _model_identity(encoder.name),
+        "dimension": encoder.dimension,
+        "normalized": True,
+        "chunk_tokens": chunking.max_tokens,
+        "chunk_overlap": chunking.overlap_sentences,
+        "chunker": CHUNKER_VERSION,
+        "keyword_index": "fts5 porter unicode61",
+    }
+
+
+def rebuild_index(settings: Settings, encoder: Encoder | None = None, progress: Progress | None = None) -> IngestReport:
+    """Re-analyse, re-cut and re-embed every stored article with `settings`, in one atomic change
+    of the index in place (a running service picks it up as a new generation). The report lists
+    every article as replaced.
+
+    Reads only the articles' rows, so it recovers an index whose vector file is damaged or
+    missing, and it takes up a change of model or chunking.
+    """
+    began = time.perf_counter()
+    index = Path(settings.index_dir)
+    if not (index / "index.sqlite").is_file():
+        raise NotFound("not_found", f"no index in {index}")
+    encoder = encoder or SentenceTransformerEncoder(settings.model, batch_size=settings.batch_size)
+    chunking = ChunkingConfig(settings.chunk_tokens, settings.chunk_overlap)
+    store = IndexStore(index, index_manifest(encoder, chunking), advisory=ADVISORY, maintenance=True)
+    counted = {}
+
+    def remake(stored: list[Article]):
+        # make_article re-derives what ingest derives (excluded spans); the stored title stays.
+        articles = [make_article({"id": a.id, "text": a.text, "title": a.title, "published": a.published,
+                                  "source": a.source, "url": a.url}) for a in stored]
+        chunks = chunk_articles(articles, encoder.count_tokens, chunking)
+        counted["ids"], counted["chunks"] = tuple(a.id for a in articles), len(chunks)
+        return articles, chunks, _embed(encoder, [c.text for c in chunks], settings.batch_size, progress)
+
+    try:
+        store.rebuild(remake)
+    finally:
+        store.close()
+    report = IngestReport((), counted["ids"], counted["chunks"], time.perf_counter() - began)
+    log.info("rebuilt %d articles, %d chunks in %.1fs", len(report.replaced), report.chunks, report.seconds)
+    return report
+
+
+def _embed(encoder: Encoder, texts: list[str], batch_size: int, progress: Progress | None) -> np.ndarray:
+    vectors = np.zeros((len(texts), encoder.dimension), dtype=np.float32)
+    # Sorted by length so each batch pads little; blocks keep a progress bar moving.
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    block = batch_size * 4
+    if progress:
+        progress(0, len(order))
+    for first in range(0, len(order), block):
+        ids = order[first:first + block]
+        vectors[ids] = encoder.encode([texts[i] for i in ids])
+        if progress:
+            progress(min(first + block, len(order)), len(order))
+    return vectors
 
 
 def _model_identity(model: str) -> str:

@@ -32,3 +32,16 @@ class Busy(QAError):
     """Another writer holds the index."""
 
     status = 409
+
+
+class Damaged(QAError):
+    """A file of the index or of a model is unreadable or does not match its recorded checksum:
+    refused, never served. The message names the file and what to do."""
+
+    status = 503
+
+
+class StorageFailed(QAError):
+    """The disk refused a write (full, or an I/O error); nothing of that change was kept."""
+
+    status = 507

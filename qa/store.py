@@ -1,34 +1,44 @@
 """The index on disk: articles and chunks in SQLite (with an FTS5 keyword index), vectors in FAISS.
 
 Layout of `QA_INDEX_DIR`:
-- `index.sqlite`: articles, chunks, the FTS5 table, and `meta` (what the index was built with and
-  its generation number).
+- `index.sqlite`: articles, chunks, the FTS5 table, and `meta` (what the index was built with, its
+  generation number, and the size and SHA-256 of that generation's vector file).
 - `vectors-<generation>.faiss`: the vectors of that generation, chunk ids as FAISS ids.
 - `write.lock`: held by the one writer.
 
-A change writes the next generation's FAISS file completely, then commits SQLite, which names the
-new generation: the commit is the atomic switch. A crash before it leaves the previous generation
-whole (the orphan file is removed on the next write); after it, both halves are in place.
-Readers in other processes notice the generation change and load the new file.
+A change writes the next generation's FAISS file completely (a temporary file, fsynced, renamed),
+then commits SQLite, which names the new generation and records the file's checksum: the commit is
+the atomic switch. A crash before it leaves the previous generation whole; after it, both halves
+are in place. What a crash leaves behind (a temporary file, the file of a generation that was never
+committed or is no longer current) is removed on the next open or write. A vector file that does
+not match its recorded checksum is refused with `Damaged`, never served.
+
+Every request reads inside one SQLite read transaction (WAL: a snapshot) together with the vectors
+of the generation that snapshot names, so it never sees half of a change, whichever process made
+it; other processes pick up a new generation on their next request.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import hashlib
 import json
 import logging
 import os
+import shutil
+import signal
 import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import faiss
 import numpy as np
 
-from .errors import Busy, IndexMismatch
+from .errors import BadInput, Busy, Damaged, IndexMismatch, NotFound, StorageFailed
 from .records import Article, ArticleListing, ArticleSummary, Chunk, Filters, SourceCount
 
 log = logging.getLogger(__name__)
@@ -49,53 +59,79 @@ CREATE INDEX IF NOT EXISTS articles_by_source ON articles(source);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(text, tokenize='porter unicode61 remove_diacritics 2');
 """
 
+# The moments of a write, in order, where `reached` lets a crash test stop it.
+WRITE_POINTS = (
+    "begin",            # the write transaction is open, nothing changed yet
+    "rows",             # articles, chunks and keyword rows written (uncommitted)
+    "vectors-half",     # half of the next generation's vector file written
+    "vectors-written",  # the temporary vector file complete and fsynced
+    "vectors-renamed",  # renamed to vectors-<generation>.faiss, not yet named by SQLite
+    "commit",           # the generation and checksum set, just before COMMIT
+    "committed",        # after COMMIT, before the old generation's file is removed
+    "cleaned",          # the old generation's file removed: the write is over
+)
 
-class ReadWriteLock:
-    """Many readers or one writer, so a search never sees half of a change."""
+# SQLite's primary result codes for a full disk and an I/O error.
+_SQLITE_FULL, _SQLITE_IOERR = 13, 10
 
-    def __init__(self):
-        self._condition = threading.Condition()
-        self._readers = 0
-        self._writing = False
 
-    @contextlib.contextmanager
-    def reading(self) -> Iterator[None]:
-        with self._condition:
-            while self._writing:
-                self._condition.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._condition:
-                self._readers -= 1
-                self._condition.notify_all()
+def reached(point: str) -> None:
+    """A moment of a write (one of `WRITE_POINTS`): nothing happens unless a test asks for it.
 
-    @contextlib.contextmanager
-    def writing(self) -> Iterator[None]:
-        with self._condition:
-            while self._writing or self._readers:
-                self._condition.wait()
-            self._writing = True
-        try:
-            yield
-        finally:
-            with self._condition:
-                self._writing = False
-                self._condition.notify_all()
+    QA_TEST_KILL_AT=<point> kills this process there with SIGKILL, as a power cut or the OOM killer
+    would (`<point>:TERM` sends SIGTERM, as a service manager stopping it); QA_TEST_FAIL_AT=<point> raises OSError(ENOSPC) there, as a full disk would. They exist
+    so that the crash tests reach every moment of a write, not only those a random timer hits.
+    """
+    kill = os.environ.get("QA_TEST_KILL_AT", "")
+    if kill and kill.partition(":")[0] == point:  # "<point>:TERM" sends SIGTERM instead
+        os.kill(os.getpid(), signal.SIGTERM if kill.endswith(":TERM") else signal.SIGKILL)
+    if os.environ.get("QA_TEST_FAIL_AT") == point:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), point)
+
+
+def _fsync_directory(directory: Path) -> None:
+    # A rename is durable only once the folder that holds it is synced.
+    handle = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def _storage_failure(error: BaseException, directory: Path) -> StorageFailed | None:
+    """The `StorageFailed` for a refused write (full disk, I/O error), or None for other errors."""
+    if isinstance(error, OSError):
+        reason = error.strerror or str(error)
+        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+    elif isinstance(error, sqlite3.OperationalError) and (getattr(error, "sqlite_errorcode", 0) & 0xFF) in (_SQLITE_FULL, _SQLITE_IOERR):
+        reason = str(error)
+        full = (error.sqlite_errorcode & 0xFF) == _SQLITE_FULL
+    else:
+        return None
+    return StorageFailed(
+        "insufficient_storage" if full else "write_failed",
+        f"could not write the index in {directory} ({reason}); nothing of this change was kept "
+        "and the index is as it was",
+    )
 
 
 class IndexStore:
     """Articles, chunks, keyword index and vectors of one index folder."""
 
     def __init__(self, directory: Path, manifest: dict[str, object], writer_timeout: float = 30.0,
-                 advisory: Iterable[str] = ()):
+                 advisory: Iterable[str] = (), maintenance: bool = False):
         """Open (or create) the index at `directory`.
 
         `manifest` says what the caller will write (model, dimension, chunking); an existing index
         built otherwise is refused with `IndexMismatch`, never mixed. A difference in an
         `advisory` key is only logged and kept in `stale`: chunks cut by an older rule still read
         and search well beside new ones, so the index keeps serving until `qa rebuild`.
+        `maintenance` opens it for `rebuild`, `export_rows` and `backup` alone: neither the
+        manifest nor the vectors are checked or loaded (a rebuild replaces both; the others
+        check what they copy).
+
+        Raises `Damaged` (one line naming the file and what to do) when the database or the
+        current vector file is unreadable or does not match its recorded checksum.
         """
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -106,23 +142,54 @@ class IndexStore:
         self.writer_timeout = writer_timeout
         self._path = self.directory / "index.sqlite"
         self._local = threading.local()
-        self._lock = ReadWriteLock()
-        self._generation = -1
+        self._load_lock = threading.Lock()
+        self._generation = 0
         self._vectors = self._empty_vectors()
         # (generation, chunk count, term -> chunks holding it), for `document_frequencies`.
         self._frequencies: tuple[int, int, dict[str, int]] = (-1, 0, {})
-        with self._connect() as db:
-            db.executescript(_SCHEMA)
+        try:
+            with self._connect() as db:
+                db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as error:
+            raise self._damaged_database(error) from None
+        if maintenance:
+            return
         self._check_manifest()
+        self._clean_up()
         self.refresh()
+
+    @classmethod
+    def open_stored(cls, directory: Path) -> "IndexStore":
+        """The existing index at `directory`, for maintenance, with the manifest it was built with:
+        no model is needed to export or back it up."""
+        path = Path(directory) / "index.sqlite"
+        if not path.is_file():
+            raise NotFound("not_found", f"no index in {directory}")
+        try:
+            with contextlib.closing(sqlite3.connect(path)) as db:
+                row = db.execute("SELECT value FROM meta WHERE key = 'manifest'").fetchone()
+        except sqlite3.DatabaseError as error:
+            raise Damaged("index_damaged", f"the index database {path} is damaged ({error}); restore the index "
+                          "from a backup (`qa backup`) or an export (`qa import`)") from None
+        if row is None:
+            raise NotFound("not_found", f"no index in {directory}")
+        return cls(directory, json.loads(row[0]), maintenance=True)
 
     # -- connections -------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self._path, timeout=30.0, isolation_level=None)
+        db = sqlite3.connect(self._path, timeout=30.0, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
+        # FULL: a write that was acknowledged survives a power cut too, not only a crash.
+        db.execute("PRAGMA synchronous=FULL")
         return db
+
+    def _damaged_database(self, error: sqlite3.DatabaseError) -> Damaged:
+        return Damaged(
+            "index_damaged",
+            f"the index database {self._path} is damaged ({error}); restore the index from a backup "
+            "(`qa backup`) or an export (`qa import`)",
+        )
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -177,29 +244,78 @@ class IndexStore:
 
     def refresh(self) -> None:
         """Load the newest generation if another process (or a restart) changed the index."""
+        with self.reading():
+            pass
+
+    def _snapshot_vectors(self) -> tuple[int, faiss.Index] | None:
+        """In an open read transaction: the generation it names and that generation's vectors, or
+        None when that generation is older than the one loaded already, or its file is gone (a
+        writer moved on): the caller then reads again in a new transaction."""
         generation = self.generation
         if generation == self._generation:
-            return
-        with self._lock.writing():
-            for _ in range(5):
-                generation = self.generation
-                if generation == self._generation:
-                    return
-                path = self._vectors_path(generation)
-                try:
-                    vectors = faiss.read_index(str(path)) if generation else self._empty_vectors()
-                except RuntimeError:
-                    # The writer replaced it between our two looks; read the generation again.
-                    time.sleep(0.05)
-                    continue
+            return generation, self._vectors
+        if generation < self._generation:
+            return None
+        with self._load_lock:
+            if generation == self._generation:
+                return generation, self._vectors
+            vectors = self._load_vectors(generation)
+            if vectors is None:
+                return None
+            if generation > self._generation:
                 self._vectors, self._generation = vectors, generation
                 log.info("index generation %d: %d vectors", generation, vectors.ntotal)
-                return
-            raise Busy("busy", "the index changed while it was being read; try again")
+            return generation, vectors
+
+    def _load_vectors(self, generation: int) -> faiss.Index | None:
+        """The vectors of `generation` as the snapshot in progress names them, checked against
+        the size and SHA-256 it records; None if the file is gone."""
+        stored = self._meta("manifest")
+        if stored is not None:
+            built = json.loads(stored)
+            refused = [k for k in self.manifest if k not in self.advisory and built.get(k) != self.manifest[k]]
+            if refused:
+                # `qa rebuild` with other settings ran while this process was open.
+                raise IndexMismatch(
+                    "index_mismatch",
+                    f"the index in {self.directory} was rebuilt with another {', '.join(refused)}; restart the service",
+                )
+        if generation == 0:
+            return self._empty_vectors()
+        path = self._vectors_path(generation)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        record = json.loads(self._meta("vectors") or "null")
+        if record is not None and record.get("generation") == generation:
+            if len(data) != record["bytes"]:
+                problem = f"{len(data)} bytes where {record['bytes']} were written"
+            elif hashlib.sha256(data).hexdigest() != record["sha256"]:
+                problem = "its SHA-256 is not the one recorded when it was written"
+            else:
+                problem = None
+            if problem:
+                raise Damaged("index_damaged", f"the vector file {path} is damaged ({problem}); "
+                              "run `qa rebuild` to rebuild the index from the stored articles")
+        else:
+            # Written by a version that kept no checksum; the next write records one.
+            log.info("no checksum recorded for %s", path)
+        try:
+            return faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+        except RuntimeError as error:
+            raise Damaged("index_damaged", f"the vector file {path} is unreadable ({str(error).splitlines()[0]}); "
+                          "run `qa rebuild` to rebuild the index from the stored articles") from None
+
+    def _install(self, generation: int, vectors: faiss.Index) -> None:
+        with self._load_lock:
+            if generation > self._generation:
+                self._vectors, self._generation = vectors, generation
 
     @contextlib.contextmanager
-    def _writer(self) -> Iterator[None]:
-        """The one writer across processes: an exclusive lock on `write.lock`."""
+    def _writer(self, wait: bool = True) -> Iterator[bool]:
+        """The one writer across processes: an exclusive lock on `write.lock`. Yields False
+        (without the lock) when `wait` is False and another process holds it."""
         with open(self.directory / "write.lock", "a+") as handle:
             deadline = time.monotonic() + self.writer_timeout
             while True:
@@ -207,13 +323,30 @@ class IndexStore:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
+                    if not wait:
+                        yield False
+                        return
                     if time.monotonic() > deadline:
                         raise Busy("busy", "another process is writing to the index; try again") from None
                     time.sleep(0.1)
             try:
-                yield
+                yield True
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _clean_up(self) -> None:
+        """Remove what a crashed write left: temporary files, and vector files of generations
+        that are not the committed one. Skipped while another process writes (its files are
+        live); that writer removes them itself when it is done."""
+        with self._writer(wait=False) as locked:
+            if not locked:
+                return
+            current = self._vectors_path(self.generation).name
+            for path in self.directory.glob("vectors-*"):
+                if path.name != current:
+                    log.info("removing %s, left by an interrupted write", path.name)
+                    with contextlib.suppress(OSError):
+                        path.unlink()
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -226,77 +359,173 @@ class IndexStore:
     ) -> tuple[list[str], list[str], list[str]]:
         """Add or replace `articles` (with their chunks and vectors) and delete `delete`, atomically.
 
-        Returns (added, replaced, deleted) article ids.
+        Returns (added, replaced, deleted) article ids. Raises `StorageFailed` when the disk
+        refuses the write (full, or an I/O error); the index is then as it was.
         """
         if len(chunks) != len(vectors):
             raise ValueError("one vector per chunk")
+        ids = [a.id for a in articles]
+        wanted_gone = [i for i in delete if i not in ids]
         with self._writer():
-            self.refresh()
             db = self._db
-            ids = [a.id for a in articles]
-            wanted_gone = [i for i in delete if i not in ids]
-            present = {
-                row[0]
-                for row in db.execute(
-                    f"SELECT id FROM articles WHERE id IN ({','.join('?' * len(ids + wanted_gone))})",
-                    ids + wanted_gone,
-                )
-            } if ids or wanted_gone else set()
-            stale_ids = [
-                row[0]
-                for row in db.execute(
-                    f"SELECT id FROM chunks WHERE article_id IN ({','.join('?' * len(present))})", list(present)
-                )
-            ] if present else []
             try:
                 db.execute("BEGIN IMMEDIATE")
+                reached("begin")
+                generation, current = self._writer_vectors()
+                present = {
+                    row[0]
+                    for row in db.execute(
+                        "SELECT id FROM articles WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(ids + wanted_gone),)
+                    )
+                }
+                stale_ids = [
+                    row[0]
+                    for row in db.execute(
+                        "SELECT id FROM chunks WHERE article_id IN (SELECT value FROM json_each(?))", (json.dumps(sorted(present)),)
+                    )
+                ]
                 if present:
                     marks = ",".join("?" * len(present))
                     db.execute(f"DELETE FROM chunks_fts WHERE rowid IN (SELECT id FROM chunks WHERE article_id IN ({marks}))", list(present))
                     db.execute(f"DELETE FROM chunks WHERE article_id IN ({marks})", list(present))
                     db.execute(f"DELETE FROM articles WHERE id IN ({marks})", list(present))
-                now = time.time()
-                db.executemany(
-                    "INSERT INTO articles VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(a.id, a.text, a.title, a.published, a.source, a.url, json.dumps(a.excluded), now) for a in articles],
-                )
-                new_ids = []
-                for chunk in chunks:
-                    cursor = db.execute(
-                        "INSERT INTO chunks (article_id, start, end, text) VALUES (?, ?, ?, ?)",
-                        (chunk.article_id, chunk.start, chunk.end, chunk.text),
-                    )
-                    new_ids.append(cursor.lastrowid)
-                db.executemany("INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)", [(i, c.text) for i, c in zip(new_ids, chunks)])
+                new_ids = self._insert(articles, chunks)
+                reached("rows")
                 # The next generation's vectors, written whole before the commit names them.
-                updated = faiss.clone_index(self._vectors)
+                updated = faiss.clone_index(current)
                 if stale_ids:
                     updated.remove_ids(np.asarray(stale_ids, dtype=np.int64))
                 if new_ids:
                     updated.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(new_ids, dtype=np.int64))
-                generation = self._generation + 1
-                self._save_vectors(updated, generation)
-                db.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(generation),))
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
+                self._commit_generation(updated, generation + 1)
+            except BaseException as error:
+                self._roll_back(db)
+                failure = _storage_failure(error, self.directory)
+                if failure is not None:
+                    log.error("%s", failure.message)
+                    raise failure from error
                 raise
-            with self._lock.writing():
-                self._vectors, self._generation = updated, generation
-            self._remove_other_generations(generation)
+            self._finish(updated, generation + 1)
         added = [i for i in ids if i not in present]
         replaced = [i for i in ids if i in present]
         deleted = [i for i in wanted_gone if i in present]
         return added, replaced, deleted
 
-    def _save_vectors(self, vectors: faiss.Index, generation: int) -> None:
+    def rebuild(self, remake: Callable[[list[Article]], tuple[Sequence[Article], Sequence[Chunk], np.ndarray]]) -> int:
+        """Replace every chunk and vector (and the manifest) in one atomic change: `remake`
+        gets the stored articles and returns them re-analysed with their new chunks and vectors.
+
+        Needs only the articles' rows: it works when the vector file is damaged or missing.
+        Writers wait (and give up with `Busy`) while it runs; readers go on with the old
+        generation until its commit. Returns the number of articles.
+        """
+        with self._writer():
+            db = self._db
+            rows = db.execute(
+                "SELECT id, text, title, published, source, url, excluded, ingested_at FROM articles ORDER BY id"
+            ).fetchall()
+            ingested_at = {row[0]: row[7] for row in rows}
+            stored = [Article(*row[:6], excluded=tuple(tuple(span) for span in json.loads(row[6]))) for row in rows]
+            articles, chunks, vectors = remake(stored)
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                generation = self.generation
+                db.execute("DELETE FROM chunks_fts")
+                db.execute("DELETE FROM chunks")
+                db.execute("DELETE FROM articles")
+                new_ids = self._insert(articles, chunks, ingested_at)
+                updated = self._empty_vectors()
+                if new_ids:
+                    updated.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(new_ids, dtype=np.int64))
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('manifest', ?)", (json.dumps(self.manifest),))
+                self._commit_generation(updated, generation + 1)
+            except BaseException as error:
+                self._roll_back(db)
+                failure = _storage_failure(error, self.directory)
+                if failure is not None:
+                    raise failure from error
+                raise
+            self.stale = {}
+            self._finish(updated, generation + 1)
+        return len(articles)
+
+    def _writer_vectors(self) -> tuple[int, faiss.Index]:
+        """Inside the write transaction: the committed generation and its vectors."""
+        generation = self.generation
+        with self._load_lock:
+            if generation != self._generation:
+                vectors = self._load_vectors(generation)
+                if vectors is None:
+                    raise Damaged("index_damaged", f"the vector file {self._vectors_path(generation)} is missing; "
+                                  "run `qa rebuild` to rebuild the index from the stored articles")
+                self._vectors, self._generation = vectors, generation
+            return generation, self._vectors
+
+    def _insert(self, articles: Sequence[Article], chunks: Sequence[Chunk],
+                ingested_at: dict[str, float] | None = None) -> list[int]:
+        """Insert articles, chunks and keyword rows in the open transaction; the new chunk ids."""
+        db = self._db
+        now = time.time()
+        db.executemany(
+            "INSERT INTO articles VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(a.id, a.text, a.title, a.published, a.source, a.url, json.dumps(a.excluded), (ingested_at or {}).get(a.id, now))
+             for a in articles],
+        )
+        new_ids = []
+        for chunk in chunks:
+            cursor = db.execute(
+                "INSERT INTO chunks (article_id, start, end, text) VALUES (?, ?, ?, ?)",
+                (chunk.article_id, chunk.start, chunk.end, chunk.text),
+            )
+            new_ids.append(cursor.lastrowid)
+        db.executemany("INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)", [(i, c.text) for i, c in zip(new_ids, chunks)])
+        return new_ids
+
+    def _commit_generation(self, vectors: faiss.Index, generation: int) -> None:
+        """Write `generation`'s vector file, then name it (and its checksum) in one COMMIT."""
+        record = self._save_vectors(vectors, generation)
+        db = self._db
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(generation),))
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('vectors', ?)", (json.dumps(record),))
+        reached("commit")
+        db.execute("COMMIT")
+        reached("committed")
+
+    def _finish(self, vectors: faiss.Index, generation: int) -> None:
+        self._install(generation, vectors)
+        self._remove_other_generations(generation)
+        reached("cleaned")
+
+    @staticmethod
+    def _roll_back(db: sqlite3.Connection) -> None:
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+
+    def _save_vectors(self, vectors: faiss.Index, generation: int) -> dict[str, object]:
+        """Write the vector file of `generation` durably; its size and SHA-256 for `meta`."""
+        data = faiss.serialize_index(vectors)
         path = self._vectors_path(generation)
-        temporary = path.with_suffix(".tmp")
-        faiss.write_index(vectors, str(temporary))
-        with open(temporary, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        temporary = path.with_name(path.name + ".tmp")
+        try:
+            with open(temporary, "wb") as handle:
+                view = memoryview(data)
+                half = len(view) // 2
+                handle.write(view[:half])
+                handle.flush()
+                reached("vectors-half")
+                handle.write(view[half:])
+                handle.flush()
+                os.fsync(handle.fileno())
+            reached("vectors-written")
+            os.replace(temporary, path)
+            _fsync_directory(self.directory)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            raise
+        reached("vectors-renamed")
+        return {"generation": generation, "file": path.name, "bytes": int(data.nbytes), "sha256": hashlib.sha256(data).hexdigest()}
 
     def _remove_other_generations(self, keep: int) -> None:
         for path in self.directory.glob("vectors-*"):
@@ -304,14 +533,115 @@ class IndexStore:
                 with contextlib.suppress(OSError):
                     path.unlink()
 
+    # -- backups -----------------------------------------------------------------------------
+
+    def export_rows(self) -> Iterator[dict[str, str]]:
+        """Every article as stored, by id, from one snapshot: `{"id", "text", "title",
+        "published"?, "source"?, "url"?}`, the fields an ingest takes back."""
+        # A read transaction of its own, not `reading()`: the rows are wanted even when the
+        # vector file is damaged.
+        db = self._connect()
+        try:
+            db.execute("BEGIN")
+            for row in db.execute("SELECT id, text, title, published, source, url FROM articles ORDER BY id"):
+                record = dict(zip(("id", "text", "title", "published", "source", "url"), row))
+                yield {key: value for key, value in record.items() if value is not None}
+        finally:
+            db.close()
+
+    def backup(self, target: Path) -> tuple[int, int]:
+        """A consistent copy of the index in `target` (a new or empty folder), taken while the
+        service runs: SQLite's backup API copies one snapshot, then the vector file that snapshot
+        names is copied and checked against the checksum it records. The copy appears under its
+        name only when complete. Returns (generation, articles)."""
+        target = Path(target)
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            raise BadInput("backup_exists", f"{target} exists and is not an empty folder; name a new folder")
+        staging = target.with_name(f".{target.name}.partial-{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        try:
+            for _ in range(20):
+                for leftover in staging.iterdir():
+                    leftover.unlink()
+                copy = sqlite3.connect(staging / "index.sqlite", isolation_level=None)
+                try:
+                    source = self._connect()
+                    try:
+                        source.backup(copy)  # all pages in one step: one snapshot
+                    finally:
+                        source.close()
+                    generation = int(copy.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+                    record = json.loads((copy.execute("SELECT value FROM meta WHERE key = 'vectors'").fetchone() or ["null"])[0])
+                    articles = copy.execute("SELECT COUNT(*) FROM articles").fetchone()[0]
+                    check = copy.execute("PRAGMA integrity_check").fetchone()[0]
+                finally:
+                    copy.close()
+                if check != "ok":
+                    raise Damaged("index_damaged", f"the index database {self._path} fails its integrity check ({check}); "
+                                  "restore the index from an earlier backup")
+                if generation == 0:
+                    break
+                name = self._vectors_path(generation).name
+                try:
+                    shutil.copyfile(self.directory / name, staging / name)
+                except FileNotFoundError:
+                    continue  # a writer committed a newer generation and removed this one: again
+                data = (staging / name).read_bytes()
+                if record is not None and record.get("generation") == generation and (
+                        len(data) != record["bytes"] or hashlib.sha256(data).hexdigest() != record["sha256"]):
+                    raise Damaged("index_damaged", f"the vector file {self.directory / name} is damaged; "
+                                  "run `qa rebuild`, then take the backup")
+                break
+            else:
+                raise Busy("busy", "the index changed too often to copy; try again")
+            for path in staging.iterdir():
+                with open(path, "rb") as handle:
+                    os.fsync(handle.fileno())
+            _fsync_directory(staging)
+            if target.exists():
+                target.rmdir()
+            os.rename(staging, target)
+            _fsync_directory(target.parent)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return generation, articles
+
     # -- reads -------------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
-        """A consistent view for one request: vectors and rows of the same generation."""
-        self.refresh()
-        with self._lock.reading():
+        """A consistent view for one request: one SQLite snapshot, and the vectors of the
+        generation it names, whatever other threads and processes write meanwhile."""
+        if getattr(self._local, "view", None) is not None:  # nested: the outer view holds
             yield
+            return
+        db = self._db
+        for _ in range(50):
+            db.execute("BEGIN")  # deferred: the first read below fixes the snapshot
+            try:
+                view = self._snapshot_vectors()
+            except BaseException:
+                self._roll_back(db)
+                raise
+            if view is not None:
+                break
+            self._roll_back(db)  # a newer generation is committed: read it in a new snapshot
+            time.sleep(0.002)
+        else:
+            raise Busy("busy", "the index changed while it was being read; try again")
+        self._local.view = view
+        try:
+            yield
+        finally:
+            self._local.view = None
+            self._roll_back(db)
+
+    def _current(self) -> tuple[int, faiss.Index]:
+        """The (generation, vectors) of the request in progress on this thread."""
+        view = getattr(self._local, "view", None)
+        return view if view is not None else (self._generation, self._vectors)
 
     def counts(self) -> tuple[int, int]:
         articles = self._db.execute("SELECT COUNT(*) FROM articles").fetchone()[0]
@@ -383,23 +713,25 @@ class IndexStore:
         `allowed` (chunk ids) restricts the search itself, so that a filter keeping few chunks
         still gets its `n` best, not what is left of the `n` best overall.
         """
-        available = self._vectors.ntotal if allowed is None else min(len(allowed), self._vectors.ntotal)
+        _, index = self._current()
+        available = index.ntotal if allowed is None else min(len(allowed), index.ntotal)
         if available == 0:
             return [[] for _ in range(len(vectors))]
         params = None
         if allowed is not None:
             params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64)))
-        scores, ids = self._vectors.search(
+        scores, ids = index.search(
             np.ascontiguousarray(vectors, dtype=np.float32), min(n, available), params=params
         )
         return [[(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i >= 0] for row_ids, row_scores in zip(ids, scores)]
 
     def cosines(self, vector: np.ndarray, chunk_ids: Sequence[int]) -> dict[int, float]:
         """Exact cosine of `vector` with given chunks' stored vectors (for keyword-only candidates)."""
+        _, index = self._current()
         out = {}
         for chunk_id in chunk_ids:
             try:
-                out[int(chunk_id)] = float(self._vectors.reconstruct(int(chunk_id)) @ vector)
+                out[int(chunk_id)] = float(index.reconstruct(int(chunk_id)) @ vector)
             except RuntimeError:  # not in this generation's vectors
                 continue
         return out
@@ -410,11 +742,12 @@ class IndexStore:
 
         Cached per generation: a term costs one FTS5 count (about 1-5 ms at 100k chunks) once.
         """
+        current, _ = self._current()
         generation, total, known = self._frequencies
-        if generation != self._generation:
+        if generation != current:
             total = self._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
             known = {}
-            self._frequencies = (self._generation, total, known)
+            self._frequencies = (current, total, known)
         counts = {}
         for term in dict.fromkeys(t for t in terms if t):
             if term not in known:

@@ -6,7 +6,7 @@ import faiss
 import pytest
 
 from qa import Engine
-from qa.errors import IndexMismatch, NotFound
+from qa.errors import IndexMismatch, NotFound, StorageFailed
 
 from .conftest import make_settings
 
@@ -43,7 +43,7 @@ def test_a_crash_while_saving_leaves_the_previous_index_readable(fresh_engine, r
         raise OSError("disk full")
 
     monkeypatch.setattr(faiss, "write_index", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(StorageFailed, match="disk full"):
         fresh_engine.ingest_records([NEW])
     monkeypatch.undo()
     again = reopen(fresh_engine)
