@@ -47,6 +47,12 @@ class SentenceTransformerEncoder:
         if threads:
             torch.set_num_threads(threads)
         log.info("loading embedding model %s", model)
+        if os.path.isdir(model):
+            # A damaged weight file loads without complaint and embeds nonsense: check it first
+            # (about 0.3 s for MiniLM's 91 MB, once per process).
+            from .checksums import verify_model_files
+
+            verify_model_files(model, "embedding model")
         try:
             self._model = SentenceTransformer(model, device="cpu")
         except Exception as error:  # the library raises many kinds; the user needs one message

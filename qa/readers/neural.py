@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..checksums import verify_model_files
 from ..errors import BadInput
 from ..records import Answer, Passage
 from .base import answer_in_passage, best_distinct
@@ -310,6 +311,8 @@ class NeuralReader(SpanReader):
         model_file = self.path / "model.onnx"
         if not model_file.is_file():
             raise BadInput("bad_reader", f"{self.path}: no model.onnx in the reader folder")
+        # A damaged model file may load and answer nonsense: refuse it (SHA256SUMS, see qa/checksums.py).
+        verify_model_files(self.path, "reader model")
         self.config = _reader_config(self.path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
