@@ -269,7 +269,8 @@ class IndexStore:
 
     def _load_vectors(self, generation: int) -> faiss.Index | None:
         """The vectors of `generation` as the snapshot in progress names them, checked against
-        the size and SHA-256 it records; None if the file is gone."""
+        the size and SHA-256 it records; None if the file is gone because a newer generation
+        replaced it."""
         stored = self._meta("manifest")
         if stored is not None:
             built = json.loads(stored)
@@ -286,7 +287,12 @@ class IndexStore:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            return None
+            with contextlib.closing(sqlite3.connect(self._path)) as fresh:
+                newest = int(fresh.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+            if newest != generation:
+                return None  # a writer committed a newer generation and removed this one
+            raise Damaged("index_damaged", f"the vector file {path} is missing; "
+                          "run `qa rebuild` to rebuild the index from the stored articles") from None
         record = json.loads(self._meta("vectors") or "null")
         if record is not None and record.get("generation") == generation:
             if len(data) != record["bytes"]:

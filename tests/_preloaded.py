@@ -1,0 +1,7 @@
+"""Imported once by the forkserver that tests/crashkit.py starts: the embedding model loads there,
+and every child process forked from it (a writer to kill, a server) starts with it loaded."""
+
+from qa.embedding import SentenceTransformerEncoder
+from qa.settings import Settings
+
+ENCODER = SentenceTransformerEncoder(Settings.from_env().model)
