@@ -408,7 +408,7 @@ class IndexStore:
                 self._roll_back(db)
                 failure = _storage_failure(error, self.directory)
                 if failure is not None:
-                    log.error("%s", failure.message)
+                    log.info("%s", failure.message)  # the error itself carries it to the user
                     raise failure from error
                 raise
             self._finish(updated, generation + 1)
