@@ -148,15 +148,16 @@ class IndexStore:
         # (generation, chunk count, term -> chunks holding it), for `document_frequencies`.
         self._frequencies: tuple[int, int, dict[str, int]] = (-1, 0, {})
         try:
-            with self._connect() as db:
+            with contextlib.closing(self._connect()) as db:
                 db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as error:
+            if maintenance:
+                return
+            self._check_manifest()
+            self._clean_up()
+            self.refresh()
+        except sqlite3.DatabaseError as error:  # "file is not a database", "disk image is malformed"
+            self.close()
             raise self._damaged_database(error) from None
-        if maintenance:
-            return
-        self._check_manifest()
-        self._clean_up()
-        self.refresh()
 
     @classmethod
     def open_stored(cls, directory: Path) -> "IndexStore":
