@@ -15,6 +15,7 @@ from typing import Any, Sequence
 from .data import DEFAULT_DEV, DEFAULT_SEED, DEFAULT_TRAIN, DEV_DIR, PACKAGE_DIR, PROJECT_DIR
 from .evaluation import evaluate_gold, evaluate_news, measure_latency
 from .export import export_onnx, folder_size, quantize_onnx, quantize_weights_int8, stage_reader, write_model_card
+from ..checksums import write_checksums
 from .loop import train_reader
 
 log = logging.getLogger(__name__)
@@ -185,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config["size_mb"] = round(folder_size(out) / 1e6 + 0.05, 1)
     (out / "reader.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     write_model_card(out, config, config["command"])
+    write_checksums(out)  # the reader is refused at load unless its files match these
 
     print(f"training time: {stats.get('train_seconds', 0):.0f} s ({stats.get('questions', '?')} questions, "
           f"{stats.get('windows', '?')} windows, {stats.get('epochs', '?')} epochs)")
