@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: serve test bench eval clean
+.PHONY: serve test bench eval soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ eval: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
+
+# 300 writes killed at seeded moments, then 10 minutes of 8 readers, a writer and a second process
+# (about 20 minutes; the suite runs the same, shorter).
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py --kills 300 --minutes 10
 
 clean:
 	rm -rf $(VENV) index/*.sqlite* index/vectors-* index/write.lock
