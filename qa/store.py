@@ -179,7 +179,7 @@ class IndexStore:
     # -- connections -------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self._path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(self._path, timeout=30.0, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         # FULL: a write that was acknowledged survives a power cut too, not only a crash.
         db.execute("PRAGMA synchronous=FULL")
