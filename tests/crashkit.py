@@ -608,14 +608,23 @@ def run_readers_writer(index_dir: Path, work: Path, seconds: float, seed: int, c
                 # The second process, right after the acknowledgement: its very next request.
                 began = time.monotonic()
                 seen = other.get(f"/articles/{article_id}")
+                elapsed = (time.monotonic() - began) * 1000
+                # And its search: the passages of the new version, or none of a deleted article.
+                found = other.get("/search", params={"q": f"{PLACES[key]} reservoir council revision", "k": 5})
+                passages = [p for p in found.json()["results"] if p["article_id"] == article_id] if found.status_code == 200 else None
                 with lock:
                     report.writes += 1
-                    report.propagation_ms.append((time.monotonic() - began) * 1000)
+                    report.propagation_ms.append(elapsed)
                     expected = change[article_id]
-                    if not ((expected is None and seen.status_code == 404)
-                            or (seen.status_code == 200 and seen.json()["text"] == expected)):
+                    if expected is None:
+                        ok = seen.status_code == 404 and passages == []
+                    else:
+                        ok = (seen.status_code == 200 and seen.json()["text"] == expected and bool(passages)
+                              and all(expected[p["start"]:p["end"]] == p["text"] for p in passages))
+                    if not ok:
                         report.propagation_misses += 1
-                        report.other_failures.append(f"second process: {article_id} {seen.status_code} after ack")
+                        report.other_failures.append(f"second process: {article_id} {seen.status_code}, "
+                                                     f"{passages and len(passages)} passages, after the acknowledgement")
                 time.sleep(rng.uniform(0.05, 0.3))
 
     threads = [threading.Thread(target=read, args=(n,)) for n in range(clients)] + [threading.Thread(target=write)]
