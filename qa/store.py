@@ -71,8 +71,8 @@ WRITE_POINTS = (
     "cleaned",          # the old generation's file removed: the write is over
 )
 
-# SQLite's primary result codes for a full disk and an I/O error.
-_SQLITE_FULL, _SQLITE_IOERR = 13, 10
+# SQLite's primary result codes: a full disk, an I/O error, a damaged file, not a database.
+_SQLITE_FULL, _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_NOTADB = 13, 10, 11, 26
 
 
 def reached(point: str) -> None:
@@ -87,6 +87,12 @@ def reached(point: str) -> None:
         os.kill(os.getpid(), signal.SIGTERM if kill.endswith(":TERM") else signal.SIGKILL)
     if os.environ.get("QA_TEST_FAIL_AT") == point:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), point)
+
+
+def _corrupt(error: sqlite3.DatabaseError) -> bool:
+    """Whether SQLite says the file is damaged ("disk image is malformed", "not a database"),
+    rather than busy or refused."""
+    return (getattr(error, "sqlite_errorcode", 0) & 0xFF) in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -155,9 +161,11 @@ class IndexStore:
             self._check_manifest()
             self._clean_up()
             self.refresh()
-        except sqlite3.DatabaseError as error:  # "file is not a database", "disk image is malformed"
+        except sqlite3.DatabaseError as error:
             self.close()
-            raise self._damaged_database(error) from None
+            if _corrupt(error):
+                raise self._damaged_database(error) from None
+            raise
 
     @classmethod
     def open_stored(cls, directory: Path) -> "IndexStore":
@@ -170,6 +178,8 @@ class IndexStore:
             with contextlib.closing(sqlite3.connect(path)) as db:
                 row = db.execute("SELECT value FROM meta WHERE key = 'manifest'").fetchone()
         except sqlite3.DatabaseError as error:
+            if not _corrupt(error):
+                raise
             raise Damaged("index_damaged", f"the index database {path} is damaged ({error}); restore the index "
                           "from a backup (`qa backup`) or an export (`qa import`)") from None
         if row is None:
@@ -428,9 +438,14 @@ class IndexStore:
         """
         with self._writer():
             db = self._db
-            rows = db.execute(
-                "SELECT id, text, title, published, source, url, excluded, ingested_at FROM articles ORDER BY id"
-            ).fetchall()
+            try:
+                rows = db.execute(
+                    "SELECT id, text, title, published, source, url, excluded, ingested_at FROM articles ORDER BY id"
+                ).fetchall()
+            except sqlite3.DatabaseError as error:
+                if _corrupt(error):
+                    raise self._damaged_database(error) from None
+                raise
             ingested_at = {row[0]: row[7] for row in rows}
             stored = [Article(*row[:6], excluded=tuple(tuple(span) for span in json.loads(row[6]))) for row in rows]
             articles, chunks, vectors = remake(stored)
@@ -553,6 +568,10 @@ class IndexStore:
             for row in db.execute("SELECT id, text, title, published, source, url FROM articles ORDER BY id"):
                 record = dict(zip(("id", "text", "title", "published", "source", "url"), row))
                 yield {key: value for key, value in record.items() if value is not None}
+        except sqlite3.DatabaseError as error:
+            if _corrupt(error):
+                raise self._damaged_database(error) from None
+            raise
         finally:
             db.close()
 
@@ -641,6 +660,10 @@ class IndexStore:
         self._local.view = view
         try:
             yield
+        except sqlite3.DatabaseError as error:
+            if _corrupt(error):
+                raise self._damaged_database(error) from None
+            raise
         finally:
             self._local.view = None
             self._roll_back(db)
