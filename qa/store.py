@@ -149,8 +149,9 @@ class IndexStore:
         self._path = self.directory / "index.sqlite"
         self._local = threading.local()
         self._load_lock = threading.Lock()
-        self._generation = 0
-        self._vectors = self._empty_vectors()
+        # (generation, its vectors): the newest generation loaded, one tuple so that a reader
+        # never pairs one generation's number with another's vectors.
+        self._loaded: tuple[int, faiss.Index] = (0, self._empty_vectors())
         # (generation, chunk count, term -> chunks holding it), for `document_frequencies`.
         self._frequencies: tuple[int, int, dict[str, int]] = (-1, 0, {})
         try:
@@ -262,19 +263,20 @@ class IndexStore:
         """In an open read transaction: the generation it names and that generation's vectors, or
         None when that generation is older than the one loaded already, or its file is gone (a
         writer moved on): the caller then reads again in a new transaction."""
-        generation = self.generation
-        if generation == self._generation:
-            return generation, self._vectors
-        if generation < self._generation:
+        generation, loaded = self.generation, self._loaded
+        if generation == loaded[0]:
+            return loaded
+        if generation < loaded[0]:
             return None
         with self._load_lock:
-            if generation == self._generation:
-                return generation, self._vectors
+            loaded = self._loaded
+            if generation == loaded[0]:
+                return loaded
             vectors = self._load_vectors(generation)
             if vectors is None:
                 return None
-            if generation > self._generation:
-                self._vectors, self._generation = vectors, generation
+            if generation > loaded[0]:
+                self._loaded = (generation, vectors)
                 log.info("index generation %d: %d vectors", generation, vectors.ntotal)
             return generation, vectors
 
@@ -326,8 +328,8 @@ class IndexStore:
 
     def _install(self, generation: int, vectors: faiss.Index) -> None:
         with self._load_lock:
-            if generation > self._generation:
-                self._vectors, self._generation = vectors, generation
+            if generation > self._loaded[0]:
+                self._loaded = (generation, vectors)
 
     @contextlib.contextmanager
     def _writer(self, wait: bool = True) -> Iterator[bool]:
@@ -475,13 +477,13 @@ class IndexStore:
         """Inside the write transaction: the committed generation and its vectors."""
         generation = self.generation
         with self._load_lock:
-            if generation != self._generation:
+            if generation != self._loaded[0]:
                 vectors = self._load_vectors(generation)
                 if vectors is None:
                     raise Damaged("index_damaged", f"the vector file {self._vectors_path(generation)} is missing; "
                                   "run `qa rebuild` to rebuild the index from the stored articles")
-                self._vectors, self._generation = vectors, generation
-            return generation, self._vectors
+                self._loaded = (generation, vectors)
+            return self._loaded
 
     def _insert(self, articles: Sequence[Article], chunks: Sequence[Chunk],
                 ingested_at: dict[str, float] | None = None) -> list[int]:
@@ -671,7 +673,7 @@ class IndexStore:
     def _current(self) -> tuple[int, faiss.Index]:
         """The (generation, vectors) of the request in progress on this thread."""
         view = getattr(self._local, "view", None)
-        return view if view is not None else (self._generation, self._vectors)
+        return view if view is not None else self._loaded
 
     def counts(self) -> tuple[int, int]:
         articles = self._db.execute("SELECT COUNT(*) FROM articles").fetchone()[0]
