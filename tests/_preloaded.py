@@ -7,6 +7,8 @@ from qa.settings import Settings
 ENCODER = SentenceTransformerEncoder(Settings.from_env().model)
 
 # What the children import next, imported once here: a child then starts in milliseconds.
-import qa.api  # noqa: E402,F401
-import qa.cli  # noqa: E402,F401
-import uvicorn  # noqa: E402,F401
+import qa.api  # noqa: E402
+import qa.cli  # noqa: E402
+import uvicorn  # noqa: E402
+
+PRELOADED = (qa.api, qa.cli, uvicorn)

@@ -68,7 +68,7 @@ def test_a_backup_restores_every_article_and_the_same_answers(full_engine, encod
     target = tmp_path / "backup"
     monkeypatch.setenv("QA_INDEX_DIR", str(full_engine.settings.index_dir))
     assert qa.cli.main(["backup", str(target)]) == 0
-    assert capsys.readouterr().out.startswith(f"backed up 7 articles (generation ")
+    assert capsys.readouterr().out.startswith("backed up 7 articles (generation ")
     assert state(target) == state(full_engine.settings.index_dir)
     engine = Engine(make_settings(target), encoder=encoder, reader=full_engine.reader)
     assert answers(engine) == answers(full_engine)
