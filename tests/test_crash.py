@@ -2,14 +2,20 @@
 and through a real server; SIGTERM during a write. After each, the index reopens whole and holds
 every acknowledged article (see tests/crashkit.py; `make soak` runs 300 kill points)."""
 
+import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import pytest
 
 from qa.store import WRITE_POINTS
 
-from .crashkit import KillRunner, Server, article_record, inspect_index, run_kill_points, seed_state
+from .crashkit import KillRunner, Server, article_record, inspect_index, leftovers, run_kill_points, seed_state
 
 
 @pytest.fixture
@@ -56,3 +62,16 @@ def test_sigterm_to_the_server_during_a_write_finishes_it_then_exits(index_copy,
     finally:
         server.kill()
     assert inspect_index(index_copy, encoder)["gen-3"] == article_record(3, 1)["text"]
+
+
+def test_the_qa_command_killed_in_its_own_process_leaves_the_index_whole(index_copy, tmp_path, encoder):
+    """The real `qa ingest` executable (not a forked child), killed just before its commit."""
+    source = tmp_path / "batch.jsonl"
+    source.write_text("".join(json.dumps(article_record(key, 1)) + "\n" for key in (4, 5)))
+    before = seed_state(index_copy)
+    env = {**os.environ, "QA_INDEX_DIR": str(index_copy), "QA_TEST_KILL_AT": "commit"}
+    qa_command = Path(sys.executable).with_name("qa")
+    done = subprocess.run([str(qa_command), "ingest", str(source)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert leftovers(index_copy)  # the next generation's file, never committed
+    assert inspect_index(index_copy, encoder) == before
