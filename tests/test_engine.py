@@ -87,3 +87,36 @@ def test_sentence_support_prefers_one_sentence_that_says_it_all(seed_engine):
 def test_search_ranks_the_passage_whose_sentence_answers_first(seed_engine):
     passages = seed_engine.search("Which telecoms operator did Russian hackers break into?", 3)
     assert "Kyivstar" in passages[0].text
+
+
+def test_coverage_says_how_much_of_a_questions_rare_words_the_passages_hold(seed_engine):
+    def coverage(question):
+        return seed_engine.retriever.coverage(question, seed_engine.search(question, 8))
+
+    assert coverage("Which telecoms operator did Russian hackers break into?") > 0.5
+    assert coverage("Who painted the Mona Lisa?") == 0.0  # no article holds any of its words
+    # Half-related: "capital" is in the articles, "France" is not and weighs more.
+    assert 0.0 < coverage("What is the capital of France?") < 0.5
+    assert coverage("?!") == 1.0  # nothing to judge by
+
+
+def test_the_coverage_gate_refuses_what_the_passages_do_not_touch(fresh_engine):
+    import dataclasses
+
+    related = "How many drones did Kyiv's defences shoot down?"
+    off_topic = "How many drones did Kyiv's defences shoot down over Lisbon and Porto?"
+    held = {q: fresh_engine.retriever.coverage(q, fresh_engine.search(q, 8)) for q in (related, off_topic)}
+    assert held[off_topic] < held[related]
+    reader = fresh_engine.reader
+
+    def set_gate(value):
+        if hasattr(reader, "weights"):
+            reader.weights = dataclasses.replace(reader.weights, min_coverage=value)
+        else:
+            reader.min_coverage = value
+
+    set_gate(0.0)
+    assert fresh_engine.ask(off_topic)  # the span model alone finds a count of drones
+    set_gate((held[off_topic] + held[related]) / 2)
+    assert fresh_engine.ask(off_topic) == []
+    assert fresh_engine.ask(related)[0].text == "7"

@@ -219,7 +219,7 @@ The same command exports the model to ONNX (opset 17) and {'quantizes it to int8
 
 Dev part of SQuAD v2.0 (`dev-v2.0-part.json`), each question read with its gold paragraph:
 
-| model | answerable EM | answerable F1 | no-answer accuracy (threshold {config['threshold']:+.2f}) | overall v2 F1 |
+| model | answerable EM | answerable F1 | no-answer accuracy (threshold {dev.get('threshold', config['threshold']):+.2f}) | overall v2 F1 |
 |---|---|---|---|---|
 | float32 | {fp32.get('em', float('nan')):.4f} | {fp32.get('f1', float('nan')):.4f} | {fp32.get('no_answer_accuracy', float('nan')):.4f} | {fp32.get('overall_f1', float('nan')):.4f} |
 | shipped ({'int8' if config['quantized'] else 'float32'}) | {dev.get('em', float('nan')):.4f} | {dev.get('f1', float('nan')):.4f} | {dev.get('no_answer_accuracy', float('nan')):.4f} | {dev.get('overall_f1', float('nan')):.4f} |
@@ -227,13 +227,12 @@ Dev part of SQuAD v2.0 (`dev-v2.0-part.json`), each question read with its gold 
 Answerable EM/F1 take the best span whatever its score; with the threshold applied (an
 abstention scores 0) they are EM {dev.get('em_at_threshold', float('nan')):.4f} / F1 {dev.get('f1_at_threshold', float('nan')):.4f}.
 
-No-answer threshold: {config['threshold']:+.2f} on the margin (best span score minus the `[CLS]`
-null score), the highest threshold that costs answerable dev questions at most 3 F1 points.
+No-answer threshold at training: {dev.get('threshold', config['threshold']):+.2f} on the margin (best span score minus the
+`[CLS]` null score), the highest threshold that costs answerable dev questions at most 3 F1
+points; the service's own threshold is set end to end by `qa tune-reader` (below).
 SQuAD v2's unanswerable questions are adversarial (written against the paragraph) and this small
 model hardly separates them: the threshold that maximises v2 F1 on the dev part
-({config.get('best_v2_threshold', float('nan')):+.2f}) would abstain on most answerable questions. Questions unrelated to
-the passages (the common no-answer case in the service) score lower, mostly below 0, while
-confident news answers score about +9 to +13. `NeuralReader(threshold=...)` or reader.json's
+({config.get('best_v2_threshold', float('nan')):+.2f}, v2 overall {dev.get('best_overall_f1', float('nan')):.4f}) would abstain on most answerable questions. `NeuralReader(threshold=...)` or reader.json's
 `threshold` changes it; `support_weight` (default 1.0) moves each passage's margin by up to
 that many logits by how well retrieval ranked it (0 for the gold-paragraph evaluation).
 
@@ -245,7 +244,8 @@ News dev questions (`news_dev.jsonl`), at the threshold: the {news.get('answerab
 Latency (ONNX Runtime, 2 threads, 8 passages of ~200 word pieces, one question):
 {config.get('latency_ms', '?')} ms median. Size: {config.get('size_mb', '?')} MB.
 
-Re-score the shipped artifact: `python -m qa.training --evaluate-only`.
+Re-score the shipped artifact: `python -m qa.training --evaluate-only`. The first reader, trained
+on the SQuAD train parts alone, and what was tried with it: `docs/reader-v1.md`.
 
 {_service_section(config)}
 ## Limits
