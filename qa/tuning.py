@@ -90,9 +90,9 @@ def collect(files: Sequence[Path], settings: Settings) -> list[Row]:
             spans = reader.span_reader
             for question in questions:
                 passages = engine.search(question.text, settings.passages)
-                candidates, best_support = reader.candidates(question.text, passages)
+                found = spans.spans(question.text, passages)  # read once, for both readers
+                candidates, best_support = reader.candidates(question.text, passages, found)
                 texts = [passages[c.passage].text[c.start:c.end] for c in candidates]
-                found = spans.spans(question.text, passages)
                 margins = [s.margin + spans.support_weight * spans.retrieval_support(passages[s.passage]) for s in found]
                 span_texts = [passages[s.passage].text[s.start:s.end] for s in found]
 

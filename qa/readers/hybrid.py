@@ -82,9 +82,11 @@ class HybridReader:
     def min_coverage(self) -> float:
         return self.weights.min_coverage
 
-    def candidates(self, question: str, passages: Sequence[Passage]) -> tuple[list[Candidate], float]:
-        """Every candidate span with its features, and the best support of their sentences."""
-        spans = self.span_reader.spans(question, passages)
+    def candidates(self, question: str, passages: Sequence[Passage], spans=None) -> tuple[list[Candidate], float]:
+        """Every candidate span with its features, and the best support of their sentences.
+
+        `spans`: the span model's spans of these passages, when the caller has them already."""
+        spans = self.span_reader.spans(question, passages) if spans is None else spans
         sentences = self.rules.sentences(passages)
         if not spans or not sentences:
             return [], 0.0
