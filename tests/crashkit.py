@@ -424,7 +424,7 @@ def run_kill_points(index_dir: Path, work: Path, encoder, kills: int, seed: int)
 @dataclass
 class LoadReport:
     requests: int = 0
-    server_errors: int = 0
+    server_errors: int = 0  # 5xx, and connections the server dropped without an answer
     bad_offsets: int = 0
     half_written: int = 0
     other_failures: list[str] = field(default_factory=list)
@@ -543,17 +543,24 @@ def run_readers_writer(index_dir: Path, work: Path, seconds: float, seed: int, c
                 key = rng.randrange(6)
                 roll = rng.random()
                 began = time.monotonic()
-                if roll < 0.4:
-                    kind, response = "ask", client.post("/ask", json={"question": question(key)})
-                elif roll < 0.7:
-                    kind, response = "search", client.get("/search", params={"q": f"{PLACES[key]} reservoir water", "k": 5})
-                elif roll < 0.9:
-                    kind = "cite"
-                    response = client.post("/cite", json={"text": f"the {PLACES[key]} reservoir council met on Tuesday"})
-                else:
-                    kind = "article"
-                    article_id = rng.choice([f"gen-{key}", *seed_ids[:1]])
-                    response = client.get(f"/articles/{article_id}")
+                kind = "ask" if roll < 0.4 else "search" if roll < 0.7 else "cite" if roll < 0.9 else "article"
+                article_id = rng.choice([f"gen-{key}", *seed_ids[:1]])
+                try:
+                    if kind == "ask":
+                        response = client.post("/ask", json={"question": question(key)})
+                    elif kind == "search":
+                        response = client.get("/search", params={"q": f"{PLACES[key]} reservoir water", "k": 5})
+                    elif kind == "cite":
+                        response = client.post("/cite", json={"text": f"the {PLACES[key]} reservoir council met on Tuesday"})
+                    else:
+                        response = client.get(f"/articles/{article_id}")
+                except httpx.TransportError as error:
+                    # The server dropped the connection instead of answering: a fault, as a 5xx is.
+                    with lock:
+                        report.requests += 1
+                        report.server_errors += 1
+                        report.other_failures.append(f"{kind}: connection dropped ({error})")
+                    continue
                 ended = time.monotonic()
                 with lock:
                     report.requests += 1
@@ -587,15 +594,21 @@ def run_readers_writer(index_dir: Path, work: Path, seconds: float, seed: int, c
                 key = rng.randrange(6)
                 article_id = f"gen-{key}"
                 live = history.possible(article_id, time.monotonic(), time.monotonic())[-1] is not None
-                if live and rng.random() < 0.25:
-                    change = {article_id: None}
-                    entries = history.sent(change)
-                    response = client.delete(f"/articles/{article_id}")
-                else:
-                    record = article_record(key, version)
-                    change = {article_id: record["text"]}
-                    entries = history.sent(change)
-                    response = client.post("/articles", json=record)
+                try:
+                    if live and rng.random() < 0.25:
+                        change = {article_id: None}
+                        entries = history.sent(change)
+                        response = client.delete(f"/articles/{article_id}")
+                    else:
+                        record = article_record(key, version)
+                        change = {article_id: record["text"]}
+                        entries = history.sent(change)
+                        response = client.post("/articles", json=record)
+                except httpx.TransportError as error:
+                    with lock:
+                        report.server_errors += 1
+                        report.other_failures.append(f"write: connection dropped ({error})")
+                    continue
                 if response.status_code >= 500:
                     with lock:
                         report.server_errors += 1

@@ -47,3 +47,29 @@ def test_a_request_reads_one_snapshot_while_another_process_commits(fresh_engine
         after = [chunk_id for chunk_id, _ in store.closest_chunks(query, 100)[0]]
         assert set(store.chunks(after)) == set(after)
     other.close()
+
+
+def test_the_encoder_serves_concurrent_requests(encoder):
+    """Texts of different lengths encoded from 8 threads at once (as the API's thread pool does):
+    the fast tokenizer's shared padding state once mixed two calls (a ValueError, a 500)."""
+    import random
+    import threading
+
+    errors = []
+
+    def work(number):
+        rng = random.Random(number)
+        for _ in range(12):
+            texts = [" ".join(["word"] * rng.randint(1, 40)) for _ in range(rng.randint(1, 4))]
+            try:
+                assert encoder.encode(texts).shape == (len(texts), encoder.dimension)
+                assert len(encoder.count_tokens(texts)) == len(texts)
+            except Exception as error:  # reported below
+                errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[:3]
