@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -145,6 +146,9 @@ class SpanReader:
         the question's rare words (`Retriever.coverage`); the reader itself does not use it.
         """
         self.tokenizer = tokenizer
+        # A fast tokenizer keeps its truncation and padding settings in itself and changes them
+        # per call: two threads of the API calling it at once can fail ("Already borrowed").
+        self._tokenizing = threading.Lock()
         self.max_length = int(max_length)
         self.stride = int(stride)
         self.max_answer_tokens = int(max_answer_tokens)
@@ -166,7 +170,8 @@ class SpanReader:
 
     def _question(self, question: str) -> str:
         question = " ".join(question.split())
-        enc = self.tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
+        with self._tokenizing:
+            enc = self.tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
         if len(enc["input_ids"]) <= MAX_QUESTION_TOKENS:
             return question
         return question[: enc["offset_mapping"][MAX_QUESTION_TOKENS - 1][1]]
@@ -180,16 +185,17 @@ class SpanReader:
         if not keep or not question.strip():
             return []
         q = self._question(question)
-        enc = self.tokenizer(
-            [q] * len(keep),
-            [passages[i].text for i in keep],
-            truncation="only_second",
-            max_length=self.max_length,
-            stride=self.stride,
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-            padding=False,
-        )
+        with self._tokenizing:
+            enc = self.tokenizer(
+                [q] * len(keep),
+                [passages[i].text for i in keep],
+                truncation="only_second",
+                max_length=self.max_length,
+                stride=self.stride,
+                return_overflowing_tokens=True,
+                return_offsets_mapping=True,
+                padding=False,
+            )
         n = len(enc["input_ids"])
         order = sorted(range(n), key=lambda k: len(enc["input_ids"][k]))
         results: dict[int, tuple[np.ndarray, np.ndarray]] = {}
