@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -127,8 +126,7 @@ class Engine:
         with self.store.reading():
             passages = self.retriever.retrieve_many(questions, self.settings.passages, filters)
             related = [gate <= 0 or self.retriever.coverage(q, p) >= gate for q, p in zip(questions, passages)]
-        answers = [self.reader.read(q, p, top_k) if ok else [] for q, p, ok in zip(questions, passages, related)]
-        return [_with_article_fields(a, p) for a, p in zip(answers, passages)]
+        return [self.reader.read(q, p, top_k) if ok else [] for q, p, ok in zip(questions, passages, related)]
 
     def cite(self, text: str, k: int = 5, filters: Filters | None = None) -> list[Match]:
         """Where the articles state `text`: exact, near or semantic matches, best first; only in
@@ -259,18 +257,6 @@ def _check_filters(filters: object) -> Filters | None:
     if filters is not None and not isinstance(filters, Filters):
         raise BadInput("bad_filter", "filters must be a qa.Filters")
     return filters
-
-
-def _with_article_fields(answers: list[Answer], passages: Sequence[Passage]) -> list[Answer]:
-    """Answers whose citations carry their article's date, source and address, as the passages
-    they were read from know them."""
-    fields = {p.article_id: (p.published, p.source, p.url) for p in passages}
-    out = []
-    for answer in answers:
-        published, source, url = fields.get(answer.citation.article_id, (None, None, None))
-        citation = dataclasses.replace(answer.citation, published=published, source=source, url=url)
-        out.append(dataclasses.replace(answer, citation=citation))
-    return out
 
 
 def _check_k(k: object) -> int:

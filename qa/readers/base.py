@@ -31,7 +31,8 @@ def answer_in_passage(passage: Passage, start: int, end: int, score: float) -> A
     return Answer(
         text=text,
         score=float(score),
-        citation=Citation(passage.article_id, passage.title, passage.start + start, passage.start + end),
+        citation=Citation(passage.article_id, passage.title, passage.start + start, passage.start + end,
+                          passage.published, passage.source, passage.url),
         context=Context(
             passage.text[context_start:context_end],
             passage.start + context_start,
