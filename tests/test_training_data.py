@@ -134,3 +134,23 @@ loop.train_reader({[str(SAMPLE[0])]!r}, {str(cut)!r}, **{ {**options, 'base_mode
         return torch.cat([p.detach().flatten() for p in model.parameters()])
 
     assert torch.equal(weights(cut), weights(tmp_path / "whole"))
+
+
+def test_a_run_started_from_an_earlier_one_keeps_its_record_and_command(tmp_path):
+    # A second epoch can run in a later session with --init: the model card must still say how
+    # to reproduce the whole thing, both runs in order.
+    from qa.training import train_reader
+    from qa.training.cli import training_command
+
+    base = tiny_qa_checkpoint(tmp_path / "base")
+    options = dict(limit=16, epochs=1, batch_size=8, max_length=128, stride=32, bf16=False, freeze_embeddings=True)
+    first = train_reader(SAMPLE, tmp_path / "one" / "checkpoint", base_model=base, seed=5, **options)
+    second = train_reader(SAMPLE, tmp_path / "two", base_model=tmp_path / "one" / "checkpoint", seed=6,
+                          lr=5e-5, **options)
+    assert second["init_stats"] == first
+    assert second["train_seconds_total"] >= second["train_seconds"]
+    command = training_command(second)
+    first_part, second_part = command.split(" && ")
+    assert first_part == training_command(first) + f" --work {tmp_path / 'one'}"
+    assert "--seed 6" in second_part and "--lr 5e-05" in second_part
+    assert second_part.endswith(f"--init {tmp_path / 'one'}/checkpoint")

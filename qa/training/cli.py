@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=str(DEFAULT_OUT), metavar="DIR", help="artifact folder")
     p.add_argument("--work", default=str(PROJECT_DIR / ".train"), metavar="DIR", help="scratch folder (checkpoint)")
     p.add_argument("--from-checkpoint", default=None, metavar="DIR", help="skip training; export this checkpoint")
+    p.add_argument("--init", default=None, metavar="DIR",
+                   help="start from this checkpoint of an earlier run (more epochs in a later session)")
     p.add_argument("--evaluate-only", action="store_true", help="score the artifact in --out and exit")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads; 1 is several times faster than 2 when other work shares the 2 cores")
@@ -72,9 +74,14 @@ def _print_scores(label: str, scores: dict[str, Any]) -> None:
 
 
 def training_command(stats: dict[str, Any]) -> str:
-    """The command that reproduces a training run (the defaults train on both train parts)."""
+    """The command that reproduces a training run (the defaults train on all DEFAULT_TRAIN files).
+
+    A run started from an earlier one (`--init`) is the earlier run's command, then its own.
+    """
+    before = stats.get("init_stats")
     return (
-        f"python -m qa.training --epochs {stats['epochs']:g} --lr {stats['lr']:g} "
+        (f"{training_command(before)} --work {stats['init_work']} && " if before else "")
+        + f"python -m qa.training --epochs {stats['epochs']:g} --lr {stats['lr']:g} "
         f"--batch-size {stats['batch_size']} --max-length {stats['max_length']} --stride {stats['stride']} "
         f"--seed {stats['seed']} --threads {stats.get('threads', 1)}"
         + (" --freeze-embeddings" if stats.get("freeze_embeddings") else "")
@@ -82,6 +89,7 @@ def training_command(stats: dict[str, Any]) -> str:
         + (f" --layer-decay {stats['layer_decay']:g}" if stats.get("layer_decay", 1.0) != 1.0 else "")
         + (f" --adversarial {stats['adversarial']:g}" if stats.get("adversarial", 0.0) else "")
         + (" --no-bf16" if stats.get("bf16") is False else "")
+        + (f" --init {stats['init_work']}/checkpoint" if before else "")
     )
 
 
@@ -120,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_length=args.max_length, stride=args.stride, seed=args.seed, limit=args.limit,
             threads=args.threads, freeze_embeddings=args.freeze_embeddings, synthetic=args.synthetic_unanswerable,
             layer_decay=args.layer_decay, adversarial=args.adversarial, bf16=args.bf16,
-            checkpoint_minutes=args.checkpoint_minutes, resume=args.resume,
+            checkpoint_minutes=args.checkpoint_minutes, resume=args.resume, base_model=args.init,
         )
     config: dict[str, Any] = {
         "max_length": stats.get("max_length", args.max_length),

@@ -152,12 +152,28 @@ def _sources_table(train: dict[str, Any]) -> str:
     return "\n".join(rows) if len(rows) > 2 else "SQuAD v1.1 and v2.0 train parts (see below)."
 
 
+def _training_runs(train: dict[str, Any]) -> str:
+    """The training paragraph; a run started from an earlier one (`--init`) tells that run first."""
+    before = train.get("init_stats")
+    minutes = train.get("train_seconds", 0) / 60
+    run = f"""{train.get('epochs', '?')} epoch(s), AdamW lr {train.get('lr', '?')} (10% linear warm-up, then linear decay to 0),
+batch {train.get('batch_size', '?')}, weight decay 0.01, seed {train.get('seed', '?')}, word embeddings
+{'frozen' if train.get('freeze_embeddings') else 'trained'}, bfloat16 autocast {'on' if train.get('bf16') else 'off'},
+{train.get('threads', '?')} torch thread(s). Training wall time: {train.get('train_seconds', '?')} s ({minutes:.1f} min) on a
+shared 2-core CPU."""
+    if not before:
+        return run
+    total = train.get("train_seconds_total", train.get("train_seconds", 0))
+    return (f"Two runs, the second starting from the weights the first ended with (`--init`).\n\n"
+            f"First run: {_training_runs(before)}\n\nSecond run: {run}\n\n"
+            f"Total training wall time: {total:.0f} s ({total / 60:.1f} min).")
+
+
 def write_model_card(out: Path, config: dict[str, Any], command: str) -> None:
     train = config.get("training", {})
     dev = config.get("scores", {}).get("dev", {})
     fp32 = config.get("scores", {}).get("dev_fp32", {})
     news = config.get("scores", {}).get("news_dev", {})
-    minutes = train.get("train_seconds", 0) / 60
     card = f"""# Reader: extractive QA span model (MiniLM-L6, ONNX{' int8' if config['quantized'] else ''})
 
 Date: {config['date']}
@@ -201,11 +217,7 @@ Tuning only (never trained on): `dev-v2.0-part.json` (no-answer threshold, int8 
 
 ## Training
 
-{train.get('epochs', '?')} epochs, AdamW lr {train.get('lr', '?')} (10% linear warm-up, then linear decay to 0),
-batch {train.get('batch_size', '?')}, weight decay 0.01, seed {train.get('seed', '?')}, word embeddings
-{'frozen' if train.get('freeze_embeddings') else 'trained'}, bfloat16 autocast {'on' if train.get('bf16') else 'off'},
-{train.get('threads', '?')} torch thread(s). Training wall time: {train.get('train_seconds', '?')} s ({minutes:.1f} min) on a
-shared 2-core CPU.
+{_training_runs(train)}
 
 Command:
 

@@ -269,6 +269,12 @@ def train_reader(
         "sources": sources,
         "train_seconds": round(seconds, 1),
     }
+    if base_model and (Path(base_model) / "train_stats.json").is_file():
+        # Started from an earlier run: keep its record, so the model card tells both.
+        before = json.loads((Path(base_model) / "train_stats.json").read_text())
+        stats["init_stats"] = before
+        stats["init_work"] = str(Path(base_model).parent)
+        stats["train_seconds_total"] = round(seconds + before.get("train_seconds_total", before["train_seconds"]), 1)
     (checkpoint_dir / "train_stats.json").write_text(json.dumps(stats, indent=2))
     log.info("trained in %.0fs, checkpoint in %s", seconds, checkpoint_dir)
     return stats
