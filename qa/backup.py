@@ -9,7 +9,7 @@ import logging
 import os
 from pathlib import Path
 
-from .store import IndexStore
+from .store import IndexStore, remove_abandoned_partials
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,7 @@ def export_articles(index_dir: Path, file: Path) -> int:
     """
     file = Path(file)
     store = IndexStore.open_stored(index_dir)
+    remove_abandoned_partials(file)
     partial = file.with_name(f".{file.name}.partial-{os.getpid()}")
     count = 0
     try:

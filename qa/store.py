@@ -585,6 +585,7 @@ class IndexStore:
         target = Path(target)
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
             raise BadInput("backup_exists", f"{target} exists and is not an empty folder; name a new folder")
+        remove_abandoned_partials(target)
         staging = target.with_name(f".{target.name}.partial-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
@@ -818,6 +819,24 @@ class IndexStore:
         if db is not None:
             db.close()
             self._local.db = None
+
+
+def remove_abandoned_partials(target: Path) -> None:
+    """Remove `.<name>.partial-<pid>` copies of `target` whose process is gone: a backup or an
+    export killed with SIGKILL had no chance to remove its own. A live process's copy stays."""
+    for partial in Path(target).parent.glob(f".{Path(target).name}.partial-*"):
+        try:
+            os.kill(int(partial.name.rsplit("-", 1)[1]), 0)
+            continue  # still running: its copy is live
+        except ProcessLookupError:
+            pass
+        except (ValueError, PermissionError):
+            continue  # not ours to judge
+        log.info("removing %s, left by a killed backup or export", partial)
+        if partial.is_dir():
+            shutil.rmtree(partial, ignore_errors=True)
+        else:
+            partial.unlink(missing_ok=True)
 
 
 def _filter_sql(filters: Filters, alias: str) -> tuple[str, list[object]]:

@@ -110,3 +110,22 @@ def test_backups_and_exports_taken_during_writes_are_consistent(fresh_engine, en
         exported = [json.loads(line) for line in (tmp_path / f"export-{number}.jsonl").read_text().splitlines()]
         assert {r["id"]: r["text"] for r in exported} in texts
     assert copies >= 2
+
+
+def test_copies_left_by_a_killed_backup_or_export_are_removed_by_the_next(full_engine, tmp_path):
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    child.kill()
+    child.wait()  # its pid is now free: what a SIGKILLed `qa backup` leaves behind
+    dead, live = child.pid, subprocess.os.getppid()  # another process, still running
+    for pid in (dead, live):
+        (tmp_path / f".backup.partial-{pid}").mkdir()
+        (tmp_path / f".backup.partial-{pid}" / "index.sqlite").write_bytes(b"half")
+        (tmp_path / f".export.jsonl.partial-{pid}").write_text("{\n")
+    backup_index(full_engine.settings.index_dir, tmp_path / "backup")
+    export_articles(full_engine.settings.index_dir, tmp_path / "export.jsonl")
+    left = sorted(p.name for p in tmp_path.iterdir() if ".partial-" in p.name)
+    assert left == [f".backup.partial-{live}", f".export.jsonl.partial-{live}"]
+    assert state(tmp_path / "backup") == state(full_engine.settings.index_dir)
