@@ -75,7 +75,7 @@ def cmd_rebuild(args, settings: Settings) -> int:
 def cmd_export(args, settings: Settings) -> int:
     from .backup import export_articles
 
-    count = export_articles(settings.index_dir, args.file)
+    count = export_articles(settings, args.file)
     print(f"exported {count} articles to {args.file}")
     return 0
 
@@ -83,8 +83,18 @@ def cmd_export(args, settings: Settings) -> int:
 def cmd_backup(args, settings: Settings) -> int:
     from .backup import backup_index
 
-    generation, articles = backup_index(settings.index_dir, args.folder)
+    generation, articles = backup_index(settings, args.folder)
     print(f"backed up {articles} articles (generation {generation}) to {args.folder}")
+    return 0
+
+
+def cmd_migrate(args, settings: Settings) -> int:
+    """Copy the index the settings name into another backend, vectors included."""
+    from .backends.factory import with_backend
+    from .backup import migrate_index
+
+    articles, chunks = migrate_index(settings, with_backend(settings, args.target))
+    print(f"migrated {articles} articles, {chunks} chunks to {args.target}")
     return 0
 
 
@@ -212,6 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", metavar="DIR")
     p.set_defaults(run=cmd_backup)
 
+    p = sub.add_parser("migrate", help="copy the index, vectors included, into another backend (which must be empty)")
+    p.add_argument("target", metavar="TARGET", help="sqlite:FOLDER, milvus:FILE.db (Milvus Lite) or milvus:http://HOST:19530 "
+                   "(QA_MILVUS_TOKEN and QA_MILVUS_PREFIX apply)")
+    p.set_defaults(run=cmd_migrate)
+
     p = sub.add_parser("ask", help="answer a question from the articles")
     p.add_argument("question")
     p.add_argument("--top-k", type=int, default=None)
@@ -292,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # Commands that write to the index.
-WRITING = frozenset(("ingest", "import", "rebuild"))
+WRITING = frozenset(("ingest", "import", "rebuild", "migrate"))
 
 
 class Terminated(BaseException):

@@ -18,7 +18,7 @@ from .records import (Answer, Article, ArticleListing, Filters, IngestReport, Ma
                       check_article_id, valid_unicode)
 from .retrieval import RetrievalConfig, Retriever
 from .settings import Settings
-from .store import IndexStore
+from .backends import open_backend, open_stored
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class Engine:
         self.settings = settings or Settings.from_env()
         self.encoder = encoder or SentenceTransformerEncoder(self.settings.model, batch_size=self.settings.batch_size)
         self.chunking = ChunkingConfig(self.settings.chunk_tokens, self.settings.chunk_overlap)
-        self.store = IndexStore(self.settings.index_dir, index_manifest(self.encoder, self.chunking), advisory=ADVISORY)
+        self.store = open_backend(self.settings, index_manifest(self.encoder, self.chunking), ADVISORY)
         self.retriever = Retriever(self.store, self.encoder, RetrievalConfig(self.settings.candidates, self.settings.rrf_k, self.settings.fusion, self.settings.keyword_weight, self.settings.sentence_weight))
         self.reader = reader or make_reader(self.settings.reader, self.encoder)
         self._citations = None
@@ -94,6 +94,7 @@ class Engine:
             "dimension": self.encoder.dimension,
             "reader": self.reader.name,
             "generation": self.store.generation,
+            **self.store.describe(),
             # Built with an older chunking rule: still answers; `qa rebuild` brings it up to date.
             "rebuild_advised": bool(self.store.stale),
         }
@@ -181,7 +182,8 @@ ADVISORY = ("chunker",)
 
 
 def index_manifest(encoder: Encoder, chunking: ChunkingConfig) -> dict[str, object]:
-    """What an index is built with; an index built otherwise is refused (see IndexStore)."""
+    """What an index is built with; an index built otherwise is refused (see IndexStore). The
+    backend puts its own keyword index in."""
     return {
         "model": _model_identity(encoder.name),
         "dimension": encoder.dimension,
@@ -202,12 +204,10 @@ def rebuild_index(settings: Settings, encoder: Encoder | None = None, progress: 
     missing, and it takes up a change of model or chunking.
     """
     began = time.perf_counter()
-    index = Path(settings.index_dir)
-    if not (index / "index.sqlite").is_file():
-        raise NotFound("not_found", f"no index in {index}")
+    open_stored(settings).close()  # NotFound when there is no index to rebuild
     encoder = encoder or SentenceTransformerEncoder(settings.model, batch_size=settings.batch_size)
     chunking = ChunkingConfig(settings.chunk_tokens, settings.chunk_overlap)
-    store = IndexStore(index, index_manifest(encoder, chunking), advisory=ADVISORY, maintenance=True)
+    store = open_backend(settings, index_manifest(encoder, chunking), ADVISORY, maintenance=True)
     counted = {}
 
     def remake(stored: list[Article]):

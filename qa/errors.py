@@ -45,3 +45,9 @@ class StorageFailed(QAError):
     """The disk refused a write (full, or an I/O error); nothing of that change was kept."""
 
     status = 507
+
+
+class Unavailable(QAError):
+    """The storage backend (a Milvus server) cannot be reached, or refused a request."""
+
+    status = 503

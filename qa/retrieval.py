@@ -1,4 +1,4 @@
-"""Finding passages: dense (FAISS) and keyword (BM25 over FTS5), fused.
+"""Finding passages: dense and keyword (BM25) retrieval from the storage backend, fused.
 
 Dense retrieval finds paraphrases; keyword retrieval finds the rare names and numbers
 ("Kyivstar", "X-59") that a small embedding model blurs. Two fusions:
@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from .records import Filters, Passage
-from .store import IndexStore
+from .backends.base import StoreBackend
 from .text import keyword_terms, split_sentences, term_stem
 
 # Convex fusion re-ranks this many of its best candidates by sentence support (measured on the
@@ -37,7 +37,7 @@ class RetrievalConfig:
 
 
 class Retriever:
-    def __init__(self, store: IndexStore, encoder, config: RetrievalConfig = RetrievalConfig()):
+    def __init__(self, store: StoreBackend, encoder, config: RetrievalConfig = RetrievalConfig()):
         self.store = store
         self.encoder = encoder
         self.config = config
@@ -47,22 +47,19 @@ class Retriever:
         return self.retrieve_many([query], n, filters)[0]
 
     def retrieve_many(self, queries: Sequence[str], n: int, filters: Filters | None = None) -> list[list[Passage]]:
-        """The batch call behind `retrieve`: one encoder and one FAISS call for all queries.
+        """The batch call behind `retrieve`: one encoder and one dense search for all queries.
 
-        Filters restrict both searches themselves (FAISS to the allowed chunk ids, FTS5 joined
-        with the articles), so a filter that keeps few articles still gets `n` passages when
-        they hold that many. The caller holds `store.reading()` so every query sees the same
-        generation.
+        Filters restrict both searches themselves (in the backend: FAISS to the allowed chunk
+        ids and FTS5 joined with the articles, or a Milvus filter expression), so a filter that
+        keeps few articles still gets `n` passages when they hold that many. The caller holds
+        `store.reading()` so every query sees the same generation.
         """
-        allowed = self.store.allowed_chunks(filters)
-        if allowed is not None and len(allowed) == 0:
-            return [[] for _ in queries]
         if len(queries) == 1 and hasattr(self.encoder, "encode_query"):
             vectors = self.encoder.encode_query(queries[0])[None, :]
         else:
             vectors = self.encoder.encode(list(queries))
         depth = max(self.config.candidates, n)
-        dense_lists = self.store.closest_chunks(vectors, depth, allowed)
+        dense_lists = self.store.dense_chunks(vectors, depth, filters)
         keyword_lists = [self.store.keyword_chunks(keyword_terms(q), depth, filters) for q in queries]
         rerank = self.config.fusion == "convex" and self.config.sentence_weight > 0
         if self.config.fusion == "convex":

@@ -28,6 +28,11 @@ def _setting(default, help: str, env: str, secret: bool = False):
 @dataclass(frozen=True)
 class Settings:
     index_dir: Path = _setting(Path("index"), "where the built index lives", "QA_INDEX_DIR")
+    backend: str = _setting("sqlite", "storage backend: sqlite (SQLite + FAISS in QA_INDEX_DIR) or milvus", "QA_BACKEND")
+    milvus_uri: str = _setting("", "milvus: a Milvus Lite .db file, or http://host:19530 for a server (default: QA_INDEX_DIR/milvus.db)", "QA_MILVUS_URI")
+    milvus_token: str = _setting("", "milvus: the server's token (user:password, or an API key)", "QA_MILVUS_TOKEN", secret=True)
+    milvus_prefix: str = _setting("qa", "milvus: prefix of the collection names (several indexes can share one server)", "QA_MILVUS_PREFIX")
+    milvus_index: str = _setting("auto", "milvus: dense index type: auto (FLAT on Lite, HNSW on a server), FLAT, IVF_FLAT, HNSW, AUTOINDEX", "QA_MILVUS_INDEX")
     corpus_dir: Path = _setting(Path("corpus"), "articles indexed when no index exists yet", "QA_CORPUS_DIR")
     host: str = _setting("127.0.0.1", "address the API binds to", "QA_HOST")
     port: int = _setting(8000, "port the API listens on", "QA_PORT")
