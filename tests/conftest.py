@@ -1,4 +1,11 @@
-"""Shared fixtures: the real model (loaded once), and engines over real indexes in temporary folders."""
+"""Shared fixtures: the real model (loaded once), and engines over real indexes in temporary folders.
+
+Every test that uses the seed index (`seed_index`, `seed_engine`, `fresh_engine`) runs once per
+storage backend: `sqlite` (SQLite + FAISS, the default) and `milvus` (real Milvus Lite 2.5.1, its
+`.db` file inside the index folder). Tests about the SQLite and FAISS files themselves (crashes,
+damaged files, generations, backups of the folder, several processes on one index) are marked
+`sqlite_only` and run on the default backend alone.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +25,25 @@ from qa.embedding import SentenceTransformerEncoder  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
 SHARED = ROOT.parent / "shared"
+BACKENDS = ("sqlite", "milvus")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sqlite_only: about the SQLite + FAISS files themselves; runs on the default backend alone")
+
+
+def pytest_generate_tests(metafunc):
+    # The backend is a session-wide parameter: pytest then runs every test of one backend before
+    # the other's, and builds each backend's seed index once.
+    if "backend" in metafunc.fixturenames:
+        only = metafunc.definition.get_closest_marker("sqlite_only") is not None
+        metafunc.parametrize("backend", ["sqlite"] if only else list(BACKENDS), indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def backend(request) -> str:
+    """The storage backend under test: "sqlite" or "milvus"."""
+    return getattr(request, "param", "sqlite")
 
 
 @pytest.fixture(scope="session")
@@ -27,10 +53,11 @@ def encoder():
 
 
 @pytest.fixture(scope="session")
-def seed_index(tmp_path_factory, encoder) -> Path:
-    """An index of the five seed articles, built once; tests copy it before changing it."""
-    directory = tmp_path_factory.mktemp("seed-index")
-    engine = Engine(Settings.from_env(index_dir=directory, corpus_dir=CORPUS), encoder=encoder)
+def seed_index(tmp_path_factory, encoder, backend) -> Path:
+    """An index of the five seed articles on `backend`, built once and closed; tests copy it
+    before opening it (a Milvus Lite file is copied whole only while no process has it open)."""
+    directory = tmp_path_factory.mktemp(f"seed-index-{backend}")
+    engine = Engine(make_settings(directory, backend=backend), encoder=encoder)
     engine.build_if_empty()
     engine.close()
     return directory
@@ -54,13 +81,21 @@ def tiny_qa_checkpoint(folder: Path) -> Path:
 
 
 def make_settings(index_dir: Path, **overrides) -> Settings:
+    """Settings for the index in `index_dir`, on the backend its files show (a copy of a Milvus
+    seed index holds milvus.db), unless `backend` says."""
+    if "backend" not in overrides:
+        overrides["backend"] = "milvus" if (Path(index_dir) / "milvus.db").exists() else "sqlite"
     return Settings.from_env(index_dir=index_dir, corpus_dir=CORPUS, **overrides)
 
 
 @pytest.fixture(scope="session")
-def seed_engine(seed_index, encoder) -> Engine:
-    """A read-only engine over the seed index (do not change it: tests share it)."""
-    return Engine(make_settings(seed_index), encoder=encoder)
+def seed_engine(tmp_path_factory, seed_index, encoder):
+    """A read-only engine over a copy of the seed index (do not change it: tests share it)."""
+    directory = tmp_path_factory.mktemp("seed-engine") / "index"
+    shutil.copytree(seed_index, directory)
+    engine = Engine(make_settings(directory), encoder=encoder)
+    yield engine
+    engine.close()
 
 
 @pytest.fixture

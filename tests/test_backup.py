@@ -16,6 +16,9 @@ from qa.errors import BadInput
 from .conftest import make_settings
 from .crashkit import article_record, inspect_index
 
+# About copies of the SQLite + FAISS folder (the Milvus backend's export, import and migration: tests/test_migrate.py): the default backend only.
+pytestmark = pytest.mark.sqlite_only
+
 QUESTIONS = ["How many drones did Kyiv's defences shoot down?", "Who is the head of the SBU's cybersecurity department?",
              "How many megalitres of water does the Quorvex reservoir hold?"]
 

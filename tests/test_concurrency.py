@@ -2,12 +2,16 @@
 and fetching, a 9th adding, replacing and deleting, and a second server process on the same index
 folder (see tests/crashkit.py; `make soak` runs it for 10 minutes)."""
 
+import pytest
 import shutil
 
 from qa import Engine
 
 from .conftest import make_settings
 from .crashkit import article_record, run_readers_writer
+
+# About several processes on one SQLite + FAISS index, and its read snapshots (Milvus Lite allows one process per file): the default backend only.
+pytestmark = pytest.mark.sqlite_only
 
 
 def test_8_readers_1_writer_and_a_second_process_for_20_seconds(tmp_path, seed_index, encoder):

@@ -21,6 +21,9 @@ from qa.readers.neural import DEFAULT_READER_PATH, NeuralReader
 from .conftest import make_settings
 from .crashkit import inspect_index
 
+# About damaged SQLite and FAISS files, and the model files: the default backend only.
+pytestmark = pytest.mark.sqlite_only
+
 QUESTION = "How many drones did Kyiv's defences shoot down?"
 
 

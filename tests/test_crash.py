@@ -17,6 +17,9 @@ from qa.store import WRITE_POINTS
 
 from .crashkit import KillRunner, Server, article_record, inspect_index, leftovers, run_kill_points, seed_state
 
+# About writes killed at each moment of the SQLite + FAISS generation switch: the default backend only.
+pytestmark = pytest.mark.sqlite_only
+
 
 @pytest.fixture
 def index_copy(tmp_path, seed_index):

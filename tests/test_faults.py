@@ -15,6 +15,9 @@ from qa.readers import make_reader
 
 from .crashkit import inspect_index, leftovers
 
+# About a full disk under the SQLite + FAISS files: the default backend only.
+pytestmark = pytest.mark.sqlite_only
+
 QUESTION = "How many drones did Kyiv's defences shoot down?"
 NEW = {"id": "fault-1", "text": "The Zorblat bridge over the Dnipro was reopened on Monday by engineer Maria Petrenko."}
 

