@@ -181,7 +181,8 @@ def cmd_serve(args, settings: Settings) -> int:
 def cmd_eval(args, settings: Settings) -> int:
     from .evaluate import evaluate_file
 
-    report = evaluate_file(args.file, settings, limit=args.limit, reader=args.reader, gold_passages=args.gold)
+    report = evaluate_file(args.file, settings, limit=args.limit, reader=args.reader, gold_passages=args.gold,
+                           search_only=args.search_only)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -257,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="only the first N questions")
     p.add_argument("--reader", default=None, help="reader to score (default: the QA_READER setting)")
     p.add_argument("--gold", action="store_true", help="SQuAD: read each question's own paragraph (no retrieval)")
+    p.add_argument("--search-only", action="store_true", help="search recall and latency alone, without the reader")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_eval)
 

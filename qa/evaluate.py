@@ -103,14 +103,15 @@ def load_news(path: Path) -> list[Question]:
 
 
 def evaluate_file(path: str | Path, settings: Settings, limit: int | None = None, reader: str | None = None,
-                  gold_passages: bool = False) -> dict:
+                  gold_passages: bool = False, search_only: bool = False) -> dict:
     path = Path(path)
     if not path.is_file():
         raise BadInput("not_found", f"{path}: no such file")
     if reader:
         settings = dataclasses.replace(settings, reader=reader)
     with tempfile.TemporaryDirectory(prefix="qa-eval-") as directory:
-        settings = dataclasses.replace(settings, index_dir=Path(directory))
+        # A throwaway index: on milvus a Lite file in the same folder, never the configured server.
+        settings = dataclasses.replace(settings, index_dir=Path(directory), milvus_uri="")
         if path.suffix == ".json":
             articles, questions = load_squad(path)
             engine = Engine(settings)
@@ -128,9 +129,31 @@ def evaluate_file(path: str | Path, settings: Settings, limit: int | None = None
                 return score_citations(engine.citation_finder, items)
             questions = load_news(path)
         questions = questions[:limit]
-        report = score_questions(engine, questions, gold_passages)
+        report = score_search(engine, questions) if search_only else score_questions(engine, questions, gold_passages)
         engine.close()
         return {"file": str(path), "reader": engine.reader.name, **report}
+
+
+def score_search(engine: Engine, questions: list[Question]) -> dict:
+    """Search recall alone (no reader): the share of answerable questions whose best 1 and best 5
+    passages hold an answer, as `score_questions` counts it, and the search latency."""
+    recall = {1: [], 5: []}
+    latencies = []
+    answerable = [q for q in questions if q.answers]
+    for question in answerable:
+        began = time.perf_counter()
+        passages = engine.search(question.text, 5)
+        latencies.append(time.perf_counter() - began)
+        for k in recall:
+            recall[k].append(any(_holds_answer(p, question) for p in passages[:k]))
+    return {
+        "questions": len(questions),
+        "answerable": len(answerable),
+        "search_top1_recall": _mean(recall[1]),
+        "search_top5_recall": _mean(recall[5]),
+        "search_p50_ms": _percentile(latencies, 50),
+        "search_p95_ms": _percentile(latencies, 95),
+    }
 
 
 def score_questions(engine: Engine, questions: list[Question], gold_passages: bool = False) -> dict:

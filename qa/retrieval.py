@@ -18,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .errors import BadInput
 from .records import Filters, Passage
 from .backends.base import StoreBackend
 from .text import keyword_terms, split_sentences, term_stem
@@ -59,6 +60,8 @@ class Retriever:
         else:
             vectors = self.encoder.encode(list(queries))
         depth = max(self.config.candidates, n)
+        if self.config.fusion.startswith("hybrid-"):
+            return self._passages(self._hybrid(queries, vectors, n, depth, filters), n, queries, rerank=False)
         dense_lists = self.store.dense_chunks(vectors, depth, filters)
         keyword_lists = [self.store.keyword_chunks(keyword_terms(q), depth, filters) for q in queries]
         rerank = self.config.fusion == "convex" and self.config.sentence_weight > 0
@@ -67,6 +70,10 @@ class Retriever:
             fused_lists = [self._blend(v, dense, keyword, depth) for v, dense, keyword in zip(vectors, dense_lists, keyword_lists)]
         else:
             fused_lists = [self._fuse(dense, keyword, n) for dense, keyword in zip(dense_lists, keyword_lists)]
+        return self._passages(fused_lists, n, queries, rerank)
+
+    def _passages(self, fused_lists, n: int, queries: Sequence[str], rerank: bool) -> list[list[Passage]]:
+        """Passages of the fused (chunk id, score, dense rank, keyword rank, cosine) lists."""
         chunks = self.store.chunks(sorted({cid for fused in fused_lists for cid, *_ in fused}))
         if rerank:
             fused_lists = [self._rerank(q, fused, chunks, n) for q, fused in zip(queries, fused_lists)]
@@ -136,6 +143,19 @@ class Retriever:
             return 1.0
         held = {term_stem(t) for p in passages for t in keyword_terms(p.text)}
         return sum(w for stem, w in weights.items() if stem in held) / whole
+
+    def _hybrid(self, queries: Sequence[str], vectors: np.ndarray, n: int, depth: int, filters: Filters | None):
+        """Milvus's hybrid search in place of our fusion (QA_FUSION=hybrid-rrf or hybrid-weighted)."""
+        hybrid = getattr(self.store, "hybrid_chunks", None)
+        if hybrid is None:
+            raise BadInput("bad_setting", f"QA_FUSION={self.config.fusion} is Milvus's own hybrid search: it needs QA_BACKEND=milvus")
+        lists = hybrid(vectors, [keyword_terms(q) for q in queries], n, filters, self.config.fusion,
+                       self.config.keyword_weight, depth, self.config.rrf_k)
+        fused = []
+        for vector, hits in zip(vectors, lists):
+            cosine = self.store.cosines(vector, [cid for cid, _ in hits])
+            fused.append([(cid, score, rank, None, cosine.get(cid)) for rank, (cid, score) in enumerate(hits)])
+        return fused
 
     def _fuse(self, dense: list[tuple[int, float]], keyword: list[tuple[int, float]], n: int):
         k = self.config.rrf_k

@@ -44,7 +44,7 @@ class Settings:
     top_k: int = _setting(3, "answers returned by default", "QA_TOP_K")
     passages: int = _setting(8, "passages the reader reads for a question", "QA_PASSAGES")
     candidates: int = _setting(50, "candidates each retriever gives to the fusion", "QA_CANDIDATES")
-    fusion: str = _setting("convex", "how dense and keyword results are fused: convex (scores; measured best) or rrf (reciprocal ranks)", "QA_FUSION")
+    fusion: str = _setting("convex", "how dense and keyword results are fused: convex (scores; measured best) or rrf (reciprocal ranks); on milvus also hybrid-rrf or hybrid-weighted (Milvus's own hybrid search)", "QA_FUSION")
     rrf_k: int = _setting(60, "the constant of reciprocal rank fusion", "QA_RRF_K")
     keyword_weight: float = _setting(0.3, "convex fusion: weight of the keyword score (the rest is cosine)", "QA_KEYWORD_WEIGHT")
     sentence_weight: float = _setting(0.3, "convex fusion: weight of the best sentence's share of the question's rare words", "QA_SENTENCE_WEIGHT")

@@ -79,7 +79,7 @@ def collect(files: Sequence[Path], settings: Settings) -> list[Row]:
     rows = []
     for path in files:
         with tempfile.TemporaryDirectory() as directory:
-            engine = Engine(dataclasses.replace(settings, index_dir=Path(directory), reader="hybrid"))
+            engine = Engine(dataclasses.replace(settings, index_dir=Path(directory), milvus_uri="", reader="hybrid"))
             if path.suffix == ".json":
                 articles, questions = load_squad(path)
                 engine.ingest([analyse(a) for a in articles])

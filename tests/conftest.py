@@ -110,7 +110,14 @@ def fresh_engine(tmp_path, seed_index, encoder):
 
 @pytest.fixture
 def reopen(encoder):
-    """Open another engine on the same folder, as a restarted service would."""
+    """Open another engine on the same folder, as a restarted service would (closed after the
+    test: an open Milvus Lite engine keeps its server process)."""
+    opened = []
+
     def _reopen(engine: Engine) -> Engine:
-        return Engine(dataclasses.replace(engine.settings), encoder=encoder)
-    return _reopen
+        opened.append(Engine(dataclasses.replace(engine.settings), encoder=encoder))
+        return opened[-1]
+
+    yield _reopen
+    for engine in opened:
+        engine.close()
