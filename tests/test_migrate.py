@@ -184,6 +184,8 @@ def test_a_milvus_lite_file_open_in_another_process_is_refused_with_one_line(mil
                             env=environment, cwd=Path(__file__).parent.parent, timeout=120)
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and str(lite) in result.stderr and "one process" in result.stderr
+    assert (lite.parent / ".milvus.db.lock").exists()  # the refused process left the holder's lock alone
+    assert milvus_engine.health()["articles"] == 0
 
 
 @pytest.mark.parametrize("overrides, message", [

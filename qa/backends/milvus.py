@@ -137,9 +137,12 @@ def _start_lite(path: Path) -> str:
         if entry is None:
             server = Server(key)
             if not server.init() or not _start_quietly(server, path.parent / f".{path.name}.log"):
-                # Not server.stop(): it would remove the lock file that the other process holds.
+                # Not server.stop(), which its __del__ also calls: it would remove the lock file
+                # that the other process holds (and unlock a closed file). Pointed elsewhere.
                 if server._lock_fd is not None:
                     server._lock_fd.close()
+                    server._lock_fd = None
+                server._lock_path = server._uds_path + ".never-created"
                 raise Busy("busy", f"cannot open the Milvus Lite file {path}: another process has it open "
                            "(Milvus Lite allows one process per file; use a Milvus server for several)")
             entry = _lite_servers[key] = [server, 0]
