@@ -130,37 +130,46 @@ def run_backends(args, settings, encoder, articles, chunks, vectors, cache: Path
     by_article: dict[str, list[int]] = {}
     for number, chunk in enumerate(chunks):
         by_article.setdefault(chunk.article_id, []).append(number)
+    engines = {}
     for backend in args.backends:
         folder = cache / f"index-{backend}-{len(chunks)}"
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
         run_settings = Settings.from_env(index_dir=folder, backend=backend, milvus_uri=str(folder / "milvus.db"))
-        store = open_backend(run_settings, index_manifest(encoder, ChunkingConfig(run_settings.chunk_tokens, run_settings.chunk_overlap)), ADVISORY)
-        written, seconds, batch = 0, 0.0, []
-        for article in articles:
-            batch.append(article)
-            if sum(len(by_article.get(a.id, ())) for a in batch) >= args.batch or article is articles[-1]:
-                rows = [i for a in batch for i in by_article.get(a.id, ())]
-                started = time.perf_counter()
-                store.write(batch, [chunks[i] for i in rows], vectors[rows])
-                seconds += time.perf_counter() - started
-                written += len(rows)
-                batch = []
-        store.close()
-        print(f"[{backend}] wrote {written} chunks in {seconds:.0f}s: {written / seconds:.0f} chunks/s "
-              f"(store writes only; the vectors were embedded beforehand)", flush=True)
-        engine = Engine(run_settings, encoder=encoder)
-        engine.search("warm up", 10)
-        times = []
-        for _ in range(args.rounds):
-            for question in questions:
-                encoder.encode_query(question)  # the query vector is cached: time the store, not the model
+        manifest = index_manifest(encoder, ChunkingConfig(run_settings.chunk_tokens, run_settings.chunk_overlap))
+        if not (folder / "complete").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            store = open_backend(run_settings, manifest, ADVISORY)
+            written, seconds, batch, batch_chunks = 0, 0.0, [], 0
+            for number, article in enumerate(articles):
+                batch.append(article)
+                batch_chunks += len(by_article.get(article.id, ()))
+                if batch_chunks >= args.batch or number == len(articles) - 1:
+                    rows = [i for a in batch for i in by_article.get(a.id, ())]
+                    started = time.perf_counter()
+                    store.write(batch, [chunks[i] for i in rows], vectors[rows])
+                    seconds += time.perf_counter() - started
+                    written += len(rows)
+                    batch, batch_chunks = [], 0
+            store.close()
+            (folder / "complete").write_text(f"{written} chunks in {seconds:.1f}s\n")
+            print(f"[{backend}] wrote {written} chunks in {seconds:.0f}s: {written / seconds:.0f} chunks/s "
+                  f"(store writes of {args.batch} chunks each; the vectors were embedded beforehand; "
+                  f"load average {os.getloadavg()[0]:.2f})", flush=True)
+        engines[backend] = Engine(run_settings, encoder=encoder)
+        engines[backend].search("warm up", 10)
+    # The backends take turns question by question, so that both see the same load.
+    times = {backend: [] for backend in engines}
+    for _ in range(args.rounds):
+        for question in questions:
+            encoder.encode_query(question)  # the query vector is cached: time the store and the fusion, not the model
+            for backend, engine in engines.items():
                 started = time.perf_counter()
                 engine.search(question, 10)
-                times.append(time.perf_counter() - started)
-        p50, p95 = percentiles(times)
+                times[backend].append(time.perf_counter() - started)
+    for backend, engine in engines.items():
+        p50, p95 = percentiles(times[backend])
         print(f"[{backend}] {engine.health()['chunks']} chunks: search k=10 p50 {p50:.1f} ms, p95 {p95:.1f} ms "
-              f"(n={len(times)}; load average {os.getloadavg()[0]:.2f})", flush=True)
+              f"(n={len(times[backend])}; load average {os.getloadavg()[0]:.2f})", flush=True)
         engine.close()
 
 

@@ -296,7 +296,8 @@ def test_an_article_is_added_by_paste_and_deleted(page, api):
     assert "Added" in page.find_element(By.ID, "library-status").text, page.find_element(By.ID, "library-status").text
     try:
         assert api.get("/articles/" + quote_id(article_id)).json()["source"] == "Page Test Wire"
-        row = find_row(page, article_id)
+        # The list is redrawn after "Added" shows, by a request of its own (slower on Milvus).
+        row = wait_for(page, lambda d: find_row(d, article_id, required=False))
         row.find_element(By.CSS_SELECTOR, "button.danger").click()
         alert = wait_for(page, expected_conditions.alert_is_present())
         assert article_id in alert.text
