@@ -68,6 +68,7 @@ ANALYZER = {"tokenizer": "standard", "filter": ["lowercase", "asciifolding", {"t
 MOST_HITS = 16_384
 ROWS_PER_INSERT = 1_000
 CONNECT_SECONDS = 30.0  # how long to wait for a Milvus server to answer at all
+LITE_START_SECONDS = 120.0  # how long Milvus Lite may take to listen on a busy machine
 IDS_PER_EXPRESSION = 500
 KINDS = ("meta", "articles", "texts", "chunks")
 _UNUSED = [0.0, 0.0]  # Milvus wants a vector field in every collection; these rows have none
@@ -136,7 +137,12 @@ def _start_lite(path: Path) -> str:
         entry = _lite_servers.get(key)
         if entry is None:
             server = Server(key)
-            if not server.init() or not _start_quietly(server, path.parent / f".{path.name}.log"):
+            log_path = path.parent / f".{path.name}.log"
+            started = _start_quietly(server, log_path) if server.init() else "failed"
+            if started == "failed":
+                server.stop()  # the lock is ours: released, and the server ended
+                raise Unavailable("milvus_unavailable", f"Milvus Lite did not start on {path}; its log is {log_path}")
+            if started == "locked":
                 # Not server.stop(), which its __del__ also calls: it would remove the lock file
                 # that the other process holds (and unlock a closed file). Pointed elsewhere.
                 if server._lock_fd is not None:
@@ -150,28 +156,31 @@ def _start_lite(path: Path) -> str:
         return entry[0].uds_path
 
 
-def _start_quietly(server, log_path: Path) -> bool:
+def _start_quietly(server, log_path: Path) -> str:
     """`Server.start` of milvus-lite 2.5.1, with the server's own log sent to `log_path` rather
-    than to our standard error (a CLI prints one line, not the engine's indexer log)."""
+    than to our standard error (a CLI prints one line, not the engine's indexer log). Returns
+    "started", "locked" (another process has the file) or "failed"."""
     import fcntl
 
     server._lock_fd = open(server._lock_path, "a")
     try:
         fcntl.lockf(server._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        return False
+        return "locked"
     environment = {key: value for key, value in os.environ.items() if key not in ("LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH")}
     libraries = str(server._bin_path) + ":" + os.environ.get("LD_LIBRARY_PATH", "")
     environment.update(LD_LIBRARY_PATH=libraries, DYLD_LIBRARY_PATH=libraries)
     with open(log_path, "ab") as log_file:
         server._p = subprocess.Popen(args=server.args, env=environment, cwd=str(server._work_dir),
                                      stdout=log_file, stderr=log_file, stdin=subprocess.DEVNULL)
-    # The server takes its time to listen; pymilvus waits for the socket itself.
-    try:
-        server._p.wait(0.5)
-        return False  # it exited: see the log
-    except subprocess.TimeoutExpired:
-        return True
+    # milvus-lite waits 0.5 s and connects; on a busy machine the server listens later than that
+    # (pymilvus then gives up at once), so wait for its socket, as long as the server runs.
+    deadline = time.monotonic() + LITE_START_SECONDS
+    while not os.path.exists(server._uds_path):
+        if server._p.poll() is not None or time.monotonic() > deadline:
+            return "failed"  # it exited (see the log), or never listened
+        time.sleep(0.05)
+    return "started"
 
 
 def _release_lite(path: Path) -> None:
