@@ -557,7 +557,6 @@ class MilvusStore(StoreBackend):
         from pymilvus import AnnSearchRequest, RRFRanker, WeightedRanker
 
         expression = filter_expression(filters, "article_id")
-        fusion = RRFRanker(rrf_k) if ranker == "hybrid-rrf" else WeightedRanker(1 - keyword_weight, keyword_weight)
         params = {"metric_type": "IP", "params": {"ef": max(64, candidates)} if self.index_type == "HNSW" else {}}
         results = []
         with self._errors():
@@ -568,6 +567,9 @@ class MilvusStore(StoreBackend):
                 if text:
                     requests.append(AnnSearchRequest(data=[text], anns_field="sparse", param={"metric_type": "BM25"},
                                                      limit=candidates, expr=expression))
+                # A question with no keyword term has the dense search alone: one weight.
+                weights = (1 - keyword_weight, keyword_weight)[:len(requests)]
+                fusion = RRFRanker(rrf_k) if ranker == "hybrid-rrf" else WeightedRanker(*weights)
                 hits = self._client.hybrid_search(self.names["chunks"], requests, ranker=fusion, limit=n, output_fields=[])
                 results.append([(int(hit["id"]), float(hit["distance"])) for hit in hits[0]])
         return results
