@@ -1,0 +1,99 @@
+"""Keyword search at a million chunks: FTS5 BM25 as the store queries it, timed per question.
+
+Builds (once, cached beside the million-chunk benchmark's shards) an FTS5 table of the first
+`--size` chunks of `bench/million.py`'s corpus (no vectors needed: the same chunk texts), then
+times, for the dev questions, the store's two keyword queries:
+
+- `keyword_chunks`: the best 50 chunks by BM25 for any of the question's terms;
+- `document_frequencies`: one COUNT per question term (cached per generation in the service;
+  timed here cold, as the first question after a change sees it).
+
+    nice -n 19 .venv/bin/python bench/keywords.py --size 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from bench.million import ROOT, Corpus, chunks_of, load_plan, log  # noqa: E402
+from qa.evaluate import load_news, load_squad  # noqa: E402
+from qa.store import IndexStore  # noqa: E402
+from qa.text import keyword_terms  # noqa: E402
+
+
+def build(path: Path, size: int, cache: Path) -> int:
+    from qa.embedding import OnnxEncoder
+
+    encoder = OnnxEncoder(threads=1)
+    corpus = Corpus()
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE IF NOT EXISTS done (shard INTEGER PRIMARY KEY, chunks INTEGER)")
+    db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(text, tokenize='porter unicode61 remove_diacritics 2')")
+    done = dict(db.execute("SELECT shard, chunks FROM done"))
+    total = sum(done.values())
+    next_id = 1 + total
+    for shard in load_plan(cache)["shards"]:
+        if total >= size:
+            break
+        if shard["shard"] in done:
+            continue
+        texts = [c.text for c in chunks_of(corpus.articles(shard["first_article"], shard["articles"]), encoder)]
+        with db:  # one shard per transaction: a killed build resumes at the next shard
+            db.executemany("INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)", [(next_id + i, t) for i, t in enumerate(texts)])
+            db.execute("INSERT INTO done VALUES (?, ?)", (shard["shard"], len(texts)))
+        next_id += len(texts)
+        total += len(texts)
+        log(f"keyword index: {total:,} chunks")
+    db.close()
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=1_000_000)
+    parser.add_argument("--cache", default=os.environ.get("QA_BENCH_CACHE", str(ROOT / "bench" / ".cache" / "million")))
+    parser.add_argument("--depth", type=int, default=50, help="chunks asked of BM25 (the service's candidates)")
+    args = parser.parse_args()
+    cache = Path(args.cache)
+    path = cache / f"keywords-{args.size}.sqlite"
+    total = build(path, args.size, cache)
+    _, squad = load_squad(ROOT / "data" / "squad" / "dev-v2.0-part.json")
+    questions = [q.text for q in squad if q.answers] + [q.text for q in load_news(ROOT / "data" / "news_dev.jsonl") if q.answers]
+    db = sqlite3.connect(path)
+    db.execute("SELECT COUNT(*) FROM chunks_fts").fetchone()  # warm the page cache a little
+    ranked, counts, matched = [], [], []
+    for question in questions:
+        terms = [t for t in dict.fromkeys(keyword_terms(question)) if t]
+        query = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        start = time.perf_counter()
+        db.execute("SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?",
+                   (query, args.depth)).fetchall()
+        ranked.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        frequencies = [db.execute("SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH ?", ('"' + t.replace('"', '""') + '"',)).fetchone()[0]
+                       for t in terms]
+        counts.append(time.perf_counter() - start)
+        matched.append(max(frequencies or [0]))
+    ms = lambda values, q: round(float(np.percentile(np.asarray(values) * 1000, q)), 1)  # noqa: E731
+    print(json.dumps({
+        "chunks": total, "questions": len(questions), "db_mb": round(path.stat().st_size / 2**20),
+        "bm25_top50_p50_ms": ms(ranked, 50), "bm25_top50_p95_ms": ms(ranked, 95),
+        "term_counts_p50_ms": ms(counts, 50), "term_counts_p95_ms": ms(counts, 95),
+        "most_frequent_term_chunks_p50": int(np.median(matched)),
+        "store_query": IndexStore.keyword_chunks.__doc__.splitlines()[0],
+    }, indent=1))
+
+
+if __name__ == "__main__":
+    main()
