@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from bench.million import ROOT, Corpus, chunks_of, load_plan, log  # noqa: E402
+from bench.million import ROOT, Corpus, load_plan, log, shard_texts  # noqa: E402
 from qa.evaluate import load_news, load_squad  # noqa: E402
 from qa.store import IndexStore  # noqa: E402
 from qa.text import keyword_terms  # noqa: E402
@@ -48,7 +48,7 @@ def build(path: Path, size: int, cache: Path) -> int:
             break
         if shard["shard"] in done:
             continue
-        texts = [c.text for c in chunks_of(corpus.articles(shard["first_article"], shard["articles"]), encoder)]
+        texts = shard_texts(cache, shard, corpus, encoder)
         with db:  # one shard per transaction: a killed build resumes at the next shard
             db.executemany("INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)", [(next_id + i, t) for i, t in enumerate(texts)])
             db.execute("INSERT INTO done VALUES (?, ?)", (shard["shard"], len(texts)))

@@ -25,6 +25,7 @@ Stages, each resumable, all state in the cache folder (default `bench/.cache/mil
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import random
@@ -107,6 +108,21 @@ def chunks_of(articles, encoder):
     return chunk_articles(articles, encoder.count_tokens, ChunkingConfig(200, 1))
 
 
+def shard_texts(cache: Path, shard: dict, corpus: Corpus, encoder) -> list[str]:
+    """The chunk texts of a shard, cut once and kept (gzipped JSON) for the later stages."""
+    path = cache / "texts" / f"shard-{shard['shard']:05d}.json.gz"
+    if path.is_file():
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            return json.load(handle)
+    texts = [c.text for c in chunks_of(corpus.articles(shard["first_article"], shard["articles"]), encoder)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + f".tmp{os.getpid()}")
+    with gzip.open(temporary, "wt", encoding="utf-8") as handle:
+        json.dump(texts, handle)
+    os.replace(temporary, path)
+    return texts
+
+
 # -- stages --------------------------------------------------------------------------------------
 
 def load_plan(cache: Path) -> dict:
@@ -126,9 +142,9 @@ def plan(cache: Path, target: int, encoder, corpus: Corpus) -> dict:
     total = sum(s["chunks"] for s in state["shards"])
     while total < target:
         number = len(state["shards"])
-        chunks = chunks_of(corpus.articles(number * SHARD_ARTICLES, SHARD_ARTICLES), encoder)
-        state["shards"].append({"shard": number, "first_article": number * SHARD_ARTICLES,
-                                "articles": SHARD_ARTICLES, "chunks": len(chunks)})
+        shard = {"shard": number, "first_article": number * SHARD_ARTICLES, "articles": SHARD_ARTICLES}
+        chunks = shard_texts(cache, shard, corpus, encoder)
+        state["shards"].append({**shard, "chunks": len(chunks)})
         total += len(chunks)
         write_json(cache / "plan.json", state)
         if number % 10 == 0:
@@ -152,11 +168,11 @@ def embed(cache: Path, encoder, corpus: Corpus, worker: int, workers: int) -> No
         if number % workers != worker or path.exists():
             continue
         began = time.perf_counter()
-        chunks = chunks_of(corpus.articles(shard["first_article"], shard["articles"]), encoder)
+        chunks = shard_texts(cache, shard, corpus, encoder)
         if len(chunks) != shard["chunks"]:
             raise SystemExit(f"shard {number}: {len(chunks)} chunks where the plan says {shard['chunks']}; "
                              "the corpus or the chunker changed: start a new cache")
-        vectors = encoder.encode([c.text for c in chunks])
+        vectors = encoder.encode(chunks)
         temporary = path.with_name(path.name + f".tmp{os.getpid()}.npy")
         np.save(temporary, vectors.astype(np.float32))
         os.replace(temporary, path)
