@@ -59,11 +59,20 @@ def build(path: Path, size: int, cache: Path) -> int:
     return total
 
 
+def top(db, terms, depth) -> list[int]:
+    """The store's keyword query: the best `depth` chunks by BM25 for any of `terms`."""
+    query = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+    rows = db.execute("SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?", (query, depth))
+    return [row[0] for row in rows]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1_000_000)
     parser.add_argument("--cache", default=os.environ.get("QA_BENCH_CACHE", str(ROOT / "bench" / ".cache" / "million")))
     parser.add_argument("--depth", type=int, default=50, help="chunks asked of BM25 (the service's candidates)")
+    parser.add_argument("--common", type=int, nargs="+", default=[1000, 2000, 5000],
+                        help="variants: terms held by more chunks than this left out (a question's two rarest kept)")
     args = parser.parse_args()
     cache = Path(args.cache)
     path = cache / f"keywords-{args.size}.sqlite"
@@ -72,25 +81,33 @@ def main() -> None:
     questions = [q.text for q in squad if q.answers] + [q.text for q in load_news(ROOT / "data" / "news_dev.jsonl") if q.answers]
     db = sqlite3.connect(path)
     db.execute("SELECT COUNT(*) FROM chunks_fts").fetchone()  # warm the page cache a little
-    ranked, counts, matched = [], [], []
+    ranked, counts, matched, rare_ranked, overlap = [], [], [], {}, {}
     for question in questions:
         terms = [t for t in dict.fromkeys(keyword_terms(question)) if t]
-        query = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
         start = time.perf_counter()
-        db.execute("SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?",
-                   (query, args.depth)).fetchall()
+        full = top(db, terms, args.depth)
         ranked.append(time.perf_counter() - start)
         start = time.perf_counter()
         frequencies = [db.execute("SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH ?", ('"' + t.replace('"', '""') + '"',)).fetchone()[0]
                        for t in terms]
         counts.append(time.perf_counter() - start)
         matched.append(max(frequencies or [0]))
+        # The variants: common terms left out, as the retriever does (QA_KEYWORD_COMMON).
+        for limit in args.common:
+            rarest = set(sorted(terms, key=lambda t: frequencies[terms.index(t)])[:2])
+            kept = [t for t, f in zip(terms, frequencies) if f <= limit or t in rarest]
+            start = time.perf_counter()
+            fewer = top(db, kept, args.depth)
+            rare_ranked.setdefault(limit, []).append(time.perf_counter() - start)
+            overlap.setdefault(limit, []).append(len(set(full[:10]) & set(fewer[:10])) / max(1, min(10, len(full))))
     ms = lambda values, q: round(float(np.percentile(np.asarray(values) * 1000, q)), 1)  # noqa: E731
     print(json.dumps({
         "chunks": total, "questions": len(questions), "db_mb": round(path.stat().st_size / 2**20),
         "bm25_top50_p50_ms": ms(ranked, 50), "bm25_top50_p95_ms": ms(ranked, 95),
         "term_counts_p50_ms": ms(counts, 50), "term_counts_p95_ms": ms(counts, 95),
         "most_frequent_term_chunks_p50": int(np.median(matched)),
+        "common_terms_left_out": {limit: {"p50_ms": ms(rare_ranked[limit], 50), "p95_ms": ms(rare_ranked[limit], 95),
+                                          "same_top10_share": round(float(np.mean(overlap[limit])), 3)} for limit in args.common},
         "store_query": IndexStore.keyword_chunks.__doc__.splitlines()[0],
     }, indent=1))
 

@@ -33,7 +33,7 @@ class Engine:
         self.encoder = encoder or make_encoder(self.settings)
         self.chunking = ChunkingConfig(self.settings.chunk_tokens, self.settings.chunk_overlap)
         self.store = open_backend(self.settings, index_manifest(self.encoder, self.chunking), ADVISORY)
-        self.retriever = Retriever(self.store, self.encoder, RetrievalConfig(self.settings.candidates, self.settings.rrf_k, self.settings.fusion, self.settings.keyword_weight, self.settings.sentence_weight))
+        self.retriever = Retriever(self.store, self.encoder, RetrievalConfig(self.settings.candidates, self.settings.rrf_k, self.settings.fusion, self.settings.keyword_weight, self.settings.sentence_weight, common_term_chunks=self.settings.keyword_common))
         self.reader = reader or make_reader(self.settings.reader, self.encoder)
         self._citations = None
 

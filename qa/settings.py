@@ -44,6 +44,7 @@ class Settings:
     batch_size: int = _setting(64, "texts embedded per batch", "QA_BATCH_SIZE")
     approximate_from: int = _setting(200_000, "vectors from which dense search is approximate (FAISS IVF, float16 lists); exact below", "QA_APPROXIMATE_FROM")
     probe_share: float = _setting(0.03, "approximate search: share of the inverted lists a query scans (at least 16)", "QA_PROBE_SHARE")
+    keyword_common: int = _setting(2000, "keyword search leaves out a question's words held by more chunks than this (never its two rarest); 0 keeps every word", "QA_KEYWORD_COMMON")
     top_k: int = _setting(3, "answers returned by default", "QA_TOP_K")
     passages: int = _setting(8, "passages the reader reads for a question", "QA_PASSAGES")
     candidates: int = _setting(50, "candidates each retriever gives to the fusion", "QA_CANDIDATES")
