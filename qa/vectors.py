@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 EXACT = "exact"
 APPROXIMATE = "ivf-sq-fp16"
 
+# A filter that keeps at most this many vectors is searched exactly among them on an approximate
+# index (a few milliseconds), since the probed lists may hold few or none of them.
+EXACT_AMONG = 50_000
+
 
 @dataclass(frozen=True)
 class VectorConfig:
@@ -105,7 +109,7 @@ def search(index: faiss.Index, queries: np.ndarray, n: int, allowed: np.ndarray 
     if ivf is None:
         params = None if allowed is None else faiss.SearchParameters(sel=_selector(allowed))
         return index.search(queries, n, params=params)
-    if allowed is not None and len(allowed) <= 20 * ivf.nlist:
+    if allowed is not None and len(allowed) <= EXACT_AMONG:
         return _search_among(index, queries, n, allowed)
     params = faiss.SearchParametersIVF(nprobe=config.probes_for(ivf.nlist))
     if allowed is not None:
@@ -142,20 +146,22 @@ def _selector(allowed: np.ndarray):
 
 
 def _search_among(index, queries, n, allowed):
-    ids = np.unique(np.asarray(allowed, dtype=np.int64))
-    vectors, present = [], []
-    for chunk_id in ids:
-        try:
-            vectors.append(index.reconstruct(int(chunk_id)))
-            present.append(chunk_id)
-        except RuntimeError:  # not in this generation
-            continue
+    present = np.unique(np.asarray(allowed, dtype=np.int64))
+    try:
+        matrix = index.reconstruct_batch(present) if len(present) else np.zeros((0, index.d), dtype=np.float32)
+    except RuntimeError:  # an id not in this generation: keep those that are
+        kept = []
+        for chunk_id in present:
+            try:
+                kept.append((chunk_id, index.reconstruct(int(chunk_id))))
+            except RuntimeError:
+                continue
+        present = np.asarray([k for k, _ in kept], dtype=np.int64)
+        matrix = np.stack([v for _, v in kept]) if kept else np.zeros((0, index.d), dtype=np.float32)
     scores = np.full((len(queries), n), -np.inf, dtype=np.float32)
     found = np.full((len(queries), n), -1, dtype=np.int64)
-    if not present:
+    if not len(present):
         return scores, found
-    matrix = np.stack(vectors)
-    present = np.asarray(present, dtype=np.int64)
     cosines = queries @ matrix.T
     take = min(n, len(present))
     top = np.argsort(-cosines, axis=1)[:, :take]
