@@ -3,7 +3,7 @@ text vectors (the int8 encoder's vectors of `bench/million.py`'s chunks, never r
 
 Queries: 1,000 real questions (SQuAD train part and dev part questions, the news dev set), one
 at a time as the service asks them, on `--threads` FAISS threads. Candidates: exact (flat),
-IVF with float32, float16 and 8-bit lists, and HNSW (float32 and 8-bit), at a few search depths.
+IVF with float32, float16 and 8-bit lists, and HNSW (float32, float16, 8-bit), at a few search depths.
 
     nice -n 19 .venv/bin/python bench/vectors.py --sizes 50000 100000
 """
@@ -106,6 +106,7 @@ def main() -> None:
                                 "mb": size_mb, "build_s": round(build, 1)})
                 print(json.dumps(results[-1]), flush=True)
         for name, make in (("HNSW32 float32", lambda: faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)),
+                           ("HNSW32 float16 (shipped)", lambda: faiss.IndexHNSWSQ(d, faiss.ScalarQuantizer.QT_fp16, 32, faiss.METRIC_INNER_PRODUCT)),
                            ("HNSW32 8-bit", lambda: faiss.IndexHNSWSQ(d, faiss.ScalarQuantizer.QT_8bit, 32, faiss.METRIC_INNER_PRODUCT))):
             index = make()
             began = time.perf_counter()

@@ -98,8 +98,39 @@ def test_approximate_index_agrees_with_exact_on_real_vectors(encoder):
     approximate_scores, approximate_ids = vector_index.search(approximate, queries, 5, config=config)
     exact_scores, exact_ids = vector_index.search(exact, queries, 5)
     assert (approximate_ids[:, 0] == exact_ids[:, 0]).all()
-    # float16 lists: scores within about 1e-3 of exact cosines
+    # float16 vectors: scores within about 1e-3 of exact cosines
     assert np.abs(approximate_scores[:, 0] - exact_scores[:, 0]).max() < 2e-3
     # The index given to `changed` is never altered (readers of the current generation keep it).
     smaller = vector_index.changed(approximate, ids[:5], None, None, config)
     assert approximate.ntotal == len(texts) and smaller.ntotal == len(texts) - 5
+
+
+def test_removed_vectors_are_never_found_and_the_graph_is_rebuilt(encoder):
+    texts = [a.text for a in paragraphs()]
+    vectors = encoder.encode(texts)
+    ids = np.arange(1, len(texts) + 1)
+    config = vector_index.VectorConfig(approximate_from=40, rebuild_share=0.2)
+    graph = vector_index.changed(vector_index.empty(384), None, vectors, ids, config)
+    fewer = vector_index.changed(graph, ids[:5], None, None, config)
+    assert fewer.ntotal == len(texts) - 5 and list(fewer.removed) == [1, 2, 3, 4, 5]
+    _, found = vector_index.search(fewer, vectors[:5], 10, config=config)
+    assert not set(found.ravel()) & {1, 2, 3, 4, 5}
+    with pytest.raises(RuntimeError):
+        fewer.reconstruct(3)
+    # The removed ids survive a round trip through the vector file.
+    again = vector_index.deserialize(vector_index.serialize(fewer))
+    assert list(again.removed) == [1, 2, 3, 4, 5] and again.ntotal == fewer.ntotal
+    # Past a fifth of the graph removed, it is rebuilt from the live vectors alone.
+    rebuilt = vector_index.changed(again, ids[5:15], None, None, config)
+    assert len(rebuilt.removed) == 0 and rebuilt.index.ntotal == rebuilt.ntotal == len(texts) - 15
+
+
+def test_an_exact_vector_file_of_an_earlier_version_still_loads(encoder):
+    import faiss
+
+    vectors = encoder.encode(["Normandy is a region of France.", "Sky sells television."])
+    old = faiss.IndexIDMap2(faiss.IndexFlatIP(384))
+    old.add_with_ids(vectors, np.array([7, 9]))
+    loaded = vector_index.deserialize(faiss.serialize_index(old))
+    assert vector_index.kind(loaded) == "exact"
+    assert list(vector_index.search(loaded, vectors[1:], 1)[1][0]) == [9]
