@@ -158,14 +158,15 @@ def shard_path(cache: Path, number: int) -> Path:
     return cache / "vectors" / f"shard-{number:05d}.npy"
 
 
-def embed(cache: Path, encoder, corpus: Corpus, worker: int, workers: int) -> None:
-    """Embed every planned shard that has no vector file yet (this worker's share)."""
+def embed(cache: Path, encoder, corpus: Corpus, worker: int, workers: int, first_shard: int = 0) -> None:
+    """Embed every planned shard from `first_shard` on that has no vector file yet (this
+    worker's share: the shards whose number is `worker` modulo `workers`)."""
     state = load_plan(cache)
     (cache / "vectors").mkdir(parents=True, exist_ok=True)
     for shard in state["shards"]:
         number = shard["shard"]
         path = shard_path(cache, number)
-        if number % workers != worker or path.exists():
+        if number < first_shard or number % workers != worker or path.exists():
             continue
         began = time.perf_counter()
         chunks = shard_texts(cache, shard, corpus, encoder)
@@ -349,6 +350,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1_000_000, help="chunks to index and measure")
     parser.add_argument("--worker", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--first-shard", type=int, default=0, help="embed shards from this one on")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads of the encoder")
     parser.add_argument("--questions", type=int, default=200, help="SQuAD dev questions timed (plus news_dev's)")
     args = parser.parse_args()
@@ -371,7 +373,7 @@ def main() -> None:
         while load_plan(cache).get("planned_chunks", 0) < args.chunks:
             time.sleep(5)  # another worker writes the plan
         if args.stage == "embed":
-            embed(cache, encoder, corpus, args.worker, args.workers)
+            embed(cache, encoder, corpus, args.worker, args.workers, args.first_shard)
             log(json.dumps(status(cache)))
     elif args.stage == "index":
         build_index(cache, args.size, encoder, corpus, {})
