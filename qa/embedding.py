@@ -146,7 +146,9 @@ class OnnxEncoder(_QueryCache):
     Each text is run on its own (batch of one): dynamic int8 quantisation scales the activations
     of the whole batch together, so a text's vector would otherwise depend on its batch mates and
     their padding. Alone, a text always gets the same vector (ingest, query, any order), and no
-    padding is computed, which costs less than batching saves here (`bench/encoders.py`).
+    padding is computed, which costs less than batching saves here (docs/measurements.md).
+    Each run is single-threaded; `threads` texts run at once (ONNX Runtime releases the GIL),
+    which uses the cores far better than splitting one small run over them.
     """
 
     def __init__(self, folder: str | Path = SHIPPED_ENCODER, threads: int | None = None, batch_size: int = 1):
@@ -173,8 +175,10 @@ class OnnxEncoder(_QueryCache):
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(self.max_tokens)
         options = ort.SessionOptions()
-        threads = threads or int(os.environ.get("QA_ENCODER_THREADS", "0") or 0) or min(2, os.cpu_count() or 1)
-        options.intra_op_num_threads = threads
+        self.threads = threads or int(os.environ.get("QA_ENCODER_THREADS", "0") or 0) or min(2, os.cpu_count() or 1)
+        # One thread a run, and the same arithmetic every run: a text's vector never depends on
+        # how many texts were encoded beside it.
+        options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         # The CPU is shared with the reader and the web server: do not spin idle threads.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -183,6 +187,8 @@ class OnnxEncoder(_QueryCache):
         self._start_cache()
         # One tokenizer call at a time: a fast tokenizer's truncation state is shared (see above).
         self._tokenizer_lock = threading.Lock()
+        self._pool = None
+        self._pool_lock = threading.Lock()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
@@ -191,10 +197,27 @@ class OnnxEncoder(_QueryCache):
         with self._tokenizer_lock:
             encodings = self._tokenizer.encode_batch(list(texts))
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
-        for first in range(0, len(order), self.batch_size):
-            batch = order[first:first + self.batch_size]
-            vectors[batch] = self._run([encodings[i] for i in batch])
+        batches = [order[first:first + self.batch_size] for first in range(0, len(order), self.batch_size)]
+
+        def run(share: list[list[int]]) -> None:
+            for batch in share:
+                vectors[batch] = self._run([encodings[i] for i in batch])
+
+        if self.threads <= 1 or len(batches) == 1:
+            run(batches)
+        else:
+            # Interleaved shares of the length-sorted batches: each thread gets long and short.
+            shares = [batches[k::self.threads] for k in range(self.threads)]
+            list(self._executor().map(run, shares))
         return vectors
+
+    def _executor(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="encoder")
+            return self._pool
 
     def _run(self, encodings) -> np.ndarray:
         length = max(len(e.ids) for e in encodings)
