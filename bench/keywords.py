@@ -59,6 +59,34 @@ def build(path: Path, size: int, cache: Path) -> int:
     return total
 
 
+def measure_bm25s(cache: Path, size: int, questions: list[str], depth: int) -> dict:
+    """bm25s over the same chunk texts: build time, memory, and query time for the questions."""
+    import resource
+
+    import bm25s
+
+    texts: list[str] = []
+    for shard in load_plan(cache)["shards"]:
+        if len(texts) >= size:
+            break
+        texts += shard_texts(cache, shard, None, None)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    began = time.perf_counter()
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
+    built = time.perf_counter() - began
+    del texts
+    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    times = []
+    for question in questions:
+        start = time.perf_counter()
+        tokens = bm25s.tokenize([question], stopwords="en", show_progress=False)
+        retriever.retrieve(tokens, k=depth, show_progress=False, n_threads=1)
+        times.append(time.perf_counter() - start)
+    ms = lambda q: round(float(np.percentile(np.asarray(times) * 1000, q)), 1)  # noqa: E731
+    return {"bm25s_build_s": round(built, 1), "bm25s_peak_memory_growth_mb": round(grown), "bm25s_top50_p50_ms": ms(50), "bm25s_top50_p95_ms": ms(95)}
+
+
 def top(db, terms, depth) -> list[int]:
     """The store's keyword query: the best `depth` chunks by BM25 for any of `terms`."""
     query = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
@@ -71,6 +99,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1_000_000)
     parser.add_argument("--cache", default=os.environ.get("QA_BENCH_CACHE", str(ROOT / "bench" / ".cache" / "million")))
     parser.add_argument("--depth", type=int, default=50, help="chunks asked of BM25 (the service's candidates)")
+    parser.add_argument("--bm25s", action="store_true", help="also time bm25s (an in-memory sparse BM25; the bench extra) on the same texts")
     parser.add_argument("--common", type=int, nargs="+", default=[1000, 2000, 5000],
                         help="variants: terms held by more chunks than this left out (a question's two rarest kept)")
     args = parser.parse_args()
@@ -100,6 +129,7 @@ def main() -> None:
             fewer = top(db, kept, args.depth)
             rare_ranked.setdefault(limit, []).append(time.perf_counter() - start)
             overlap.setdefault(limit, []).append(len(set(full[:10]) & set(fewer[:10])) / max(1, min(10, len(full))))
+    extra = measure_bm25s(cache, total, questions, args.depth) if args.bm25s else {}
     ms = lambda values, q: round(float(np.percentile(np.asarray(values) * 1000, q)), 1)  # noqa: E731
     print(json.dumps({
         "chunks": total, "questions": len(questions), "db_mb": round(path.stat().st_size / 2**20),
@@ -109,6 +139,7 @@ def main() -> None:
         "common_terms_left_out": {limit: {"p50_ms": ms(rare_ranked[limit], 50), "p95_ms": ms(rare_ranked[limit], 95),
                                           "same_top10_share": round(float(np.mean(overlap[limit])), 3)} for limit in args.common},
         "store_query": IndexStore.keyword_chunks.__doc__.splitlines()[0],
+        **extra,
     }, indent=1))
 
 
