@@ -175,7 +175,7 @@ class OnnxEncoder(_QueryCache):
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(self.max_tokens)
         options = ort.SessionOptions()
-        self.threads = threads or int(os.environ.get("QA_ENCODER_THREADS", "0") or 0) or min(2, os.cpu_count() or 1)
+        self.threads = threads or min(2, os.cpu_count() or 1)
         # One thread a run, and the same arithmetic every run: a text's vector never depends on
         # how many texts were encoded beside it.
         options.intra_op_num_threads = 1
@@ -275,7 +275,7 @@ def make_encoder(settings) -> Encoder:
                 raise BadInput("bad_encoder", f"no ONNX encoder in {SHIPPED_ENCODER}; build it with `python -m qa.training.encoder`")
             log.info("no ONNX encoder shipped; using sentence-transformers")
             return SentenceTransformerEncoder(settings.model, batch_size=settings.batch_size)
-        return OnnxEncoder(SHIPPED_ENCODER)
+        return OnnxEncoder(SHIPPED_ENCODER, threads=settings.encoder_threads or None)
     if os.path.isdir(choice):
-        return OnnxEncoder(choice)
+        return OnnxEncoder(choice, threads=settings.encoder_threads or None)
     raise BadInput("bad_encoder", f"QA_ENCODER={choice!r} is not auto, onnx, torch or a folder with an ONNX encoder")

@@ -38,6 +38,7 @@ class Settings:
     port: int = _setting(8000, "port the API listens on", "QA_PORT")
     model: str = _setting("", "embedding model: a folder or a name (default: the bundled MiniLM)", "QA_MODEL")
     encoder: str = _setting("auto", "embedding runtime: auto (the shipped int8 ONNX MiniLM when QA_MODEL is the bundled one, else torch), onnx, torch (sentence-transformers float32), or a folder with an ONNX encoder", "QA_ENCODER")
+    encoder_threads: int = _setting(0, "texts the ONNX encoder embeds at once, one core each (0: up to 2, as the machine has)", "QA_ENCODER_THREADS")
     reader: str = _setting("auto", "reader: auto, hybrid, neural, rules, or a Hugging Face extractive-QA folder", "QA_READER")
     chunk_tokens: int = _setting(200, "most word pieces in a chunk (the model reads 256)", "QA_CHUNK_TOKENS")
     chunk_overlap: int = _setting(1, "sentences shared by neighbouring chunks", "QA_CHUNK_OVERLAP")
