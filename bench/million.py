@@ -221,7 +221,8 @@ def shards_for(cache: Path, size: int) -> list[dict]:
 
 def build_index(cache: Path, size: int, encoder, corpus: Corpus, settings_overrides: dict) -> Path:
     """The service's index of the first shards (>= `size` chunks), built once per size."""
-    from qa.engine import ADVISORY, index_manifest, vector_config
+    from qa.engine import ADVISORY, index_manifest
+    from qa.vectors import VectorConfig
     from qa.settings import Settings
     from qa.store import IndexStore
 
@@ -234,7 +235,7 @@ def build_index(cache: Path, size: int, encoder, corpus: Corpus, settings_overri
     settings = Settings.from_env(index_dir=directory, **settings_overrides)
     began = time.perf_counter()
     store = IndexStore(directory, index_manifest(encoder, ChunkingConfig(200, 1)), advisory=ADVISORY,
-                       vector_config=vector_config(settings))
+                       vector_config=VectorConfig.from_settings(settings))
     if store.counts()[1]:
         raise SystemExit(f"{directory} holds a partial index from an interrupted build; remove it and run again")
     # A few large writes: every write saves the whole next generation of the vector index.
