@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 def main() -> int:
     from qa import Engine
-    from qa.embedding import SentenceTransformerEncoder
+    from qa.embedding import make_encoder
     from qa.settings import Settings
     from tests import crashkit
 
@@ -44,7 +44,7 @@ def main() -> int:
 
     work = Path(args.work or tempfile.mkdtemp(prefix="qa-soak-"))
     work.mkdir(parents=True, exist_ok=True)
-    encoder = SentenceTransformerEncoder(Settings.from_env().model)
+    encoder = make_encoder(Settings.from_env())
     figures: dict[str, object] = {"work": str(work)}
     broken = False
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from .articles import make_article, read_paths
 from .chunking import CHUNKER_VERSION, ChunkingConfig, chunk_articles
-from .embedding import Encoder, SentenceTransformerEncoder
+from .embedding import Encoder, make_encoder
 from .errors import BadInput, NotFound
 from .readers import Reader, make_reader
 from .records import (Answer, Article, ArticleListing, Filters, IngestReport, Match, Passage, SourceCount,
@@ -30,10 +30,10 @@ class Engine:
 
     def __init__(self, settings: Settings | None = None, encoder: Encoder | None = None, reader: Reader | None = None):
         self.settings = settings or Settings.from_env()
-        self.encoder = encoder or SentenceTransformerEncoder(self.settings.model, batch_size=self.settings.batch_size)
+        self.encoder = encoder or make_encoder(self.settings)
         self.chunking = ChunkingConfig(self.settings.chunk_tokens, self.settings.chunk_overlap)
         self.store = open_backend(self.settings, index_manifest(self.encoder, self.chunking), ADVISORY)
-        self.retriever = Retriever(self.store, self.encoder, RetrievalConfig(self.settings.candidates, self.settings.rrf_k, self.settings.fusion, self.settings.keyword_weight, self.settings.sentence_weight))
+        self.retriever = Retriever(self.store, self.encoder, RetrievalConfig(self.settings.candidates, self.settings.rrf_k, self.settings.fusion, self.settings.keyword_weight, self.settings.sentence_weight, common_term_chunks=self.settings.keyword_common))
         self.reader = reader or make_reader(self.settings.reader, self.encoder)
         self._citations = None
 
@@ -186,6 +186,8 @@ def index_manifest(encoder: Encoder, chunking: ChunkingConfig) -> dict[str, obje
     backend puts its own keyword index in."""
     return {
         "model": _model_identity(encoder.name),
+        # Which weights and runtime made the vectors: int8 and float32 vectors of one model differ.
+        "encoder": getattr(encoder, "identity", "torch-float32"),
         "dimension": encoder.dimension,
         "normalized": True,
         "chunk_tokens": chunking.max_tokens,
@@ -205,7 +207,7 @@ def rebuild_index(settings: Settings, encoder: Encoder | None = None, progress: 
     """
     began = time.perf_counter()
     open_stored(settings).close()  # NotFound when there is no index to rebuild
-    encoder = encoder or SentenceTransformerEncoder(settings.model, batch_size=settings.batch_size)
+    encoder = encoder or make_encoder(settings)
     chunking = ChunkingConfig(settings.chunk_tokens, settings.chunk_overlap)
     store = open_backend(settings, index_manifest(encoder, chunking), ADVISORY, maintenance=True)
     counted = {}

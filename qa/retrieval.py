@@ -27,6 +27,9 @@ from .text import keyword_terms, split_sentences, term_stem
 # SQuAD dev part: 10, 20 and all 100 rank alike; 20 costs a couple of milliseconds).
 RERANK_DEPTH = 20
 
+# A question's rarest words always go to keyword search, however many chunks hold them.
+KEEP_RAREST = 2
+
 
 @dataclass(frozen=True)
 class RetrievalConfig:
@@ -35,6 +38,10 @@ class RetrievalConfig:
     fusion: str = "rrf"  # or "convex"
     keyword_weight: float = 0.3
     sentence_weight: float = 0.3
+    # Keyword search leaves out a question's words held by more chunks than this (0: none left
+    # out): FTS5 scores every chunk that holds any query word, and at a million chunks the
+    # common words' chunks made BM25 the slowest part of a search (bench/keywords.py).
+    common_term_chunks: int = 0
 
 
 class Retriever:
@@ -63,7 +70,7 @@ class Retriever:
         if self.config.fusion.startswith("hybrid-"):
             return self._passages(self._hybrid(queries, vectors, n, depth, filters), n, queries, rerank=False)
         dense_lists = self.store.dense_chunks(vectors, depth, filters)
-        keyword_lists = [self.store.keyword_chunks(keyword_terms(q), depth, filters) for q in queries]
+        keyword_lists = [self.store.keyword_chunks(self.searchable_terms(q), depth, filters) for q in queries]
         rerank = self.config.fusion == "convex" and self.config.sentence_weight > 0
         if self.config.fusion == "convex":
             depth = max(n, RERANK_DEPTH) if rerank else n
@@ -92,6 +99,20 @@ class Retriever:
                 )
             results.append(passages)
         return results
+
+    def searchable_terms(self, query: str) -> list[str]:
+        """The query's words that keyword search looks for: all of them, except those held by
+        more than `common_term_chunks` chunks, though never its `KEEP_RAREST` rarest. Such a
+        word weighs little in BM25 (a low inverse document frequency) and costs the most."""
+        terms = [t for t in dict.fromkeys(keyword_terms(query)) if t]
+        limit = self.config.common_term_chunks
+        if limit <= 0 or len(terms) <= KEEP_RAREST:
+            return terms
+        frequencies, total = self.store.document_frequencies(terms)  # cached per generation
+        if total <= limit:
+            return terms
+        rarest = set(sorted(terms, key=lambda t: frequencies.get(t, 0))[:KEEP_RAREST])
+        return [t for t in terms if frequencies.get(t, 0) <= limit or t in rarest]
 
     def _rerank(self, query: str, fused, chunks, n: int):
         """Add sentence_weight x sentence support to the fused scores, and keep the best `n`."""

@@ -38,6 +38,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import faiss
 import numpy as np
 
+from . import vectors as vector_index
 from .errors import BadInput, Busy, Damaged, IndexMismatch, NotFound, StorageFailed
 from .records import Article, ArticleListing, ArticleSummary, Chunk, Filters, SourceCount
 
@@ -70,6 +71,10 @@ WRITE_POINTS = (
     "committed",        # after COMMIT, before the old generation's file is removed
     "cleaned",          # the old generation's file removed: the write is over
 )
+
+# Manifest keys that older indexes did not record, with what those indexes were built with: an
+# index from before the int8 encoder holds float32 sentence-transformers vectors.
+_UNRECORDED = {"encoder": "torch-float32"}
 
 # SQLite's primary result codes: a full disk, an I/O error, a damaged file, not a database.
 _SQLITE_FULL, _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_NOTADB = 13, 10, 11, 26
@@ -125,7 +130,8 @@ class IndexStore:
     """Articles, chunks, keyword index and vectors of one index folder."""
 
     def __init__(self, directory: Path, manifest: dict[str, object], writer_timeout: float = 30.0,
-                 advisory: Iterable[str] = (), maintenance: bool = False):
+                 advisory: Iterable[str] = (), maintenance: bool = False,
+                 vector_config: vector_index.VectorConfig | None = None):
         """Open (or create) the index at `directory`.
 
         `manifest` says what the caller will write (model, dimension, chunking); an existing index
@@ -138,6 +144,8 @@ class IndexStore:
 
         Raises `Damaged` (one line naming the file and what to do) when the database or the
         current vector file is unreadable or does not match its recorded checksum.
+
+        `vector_config` says from what size the vectors are searched approximately (`qa.vectors`).
         """
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -146,6 +154,7 @@ class IndexStore:
         self.advisory = frozenset(advisory)
         self.stale: dict[str, tuple[object, object]] = {}  # key -> (built with, settings ask for)
         self.writer_timeout = writer_timeout
+        self.vector_config = vector_config or vector_index.VectorConfig()
         self._path = self.directory / "index.sqlite"
         self._local = threading.local()
         self._load_lock = threading.Lock()
@@ -223,7 +232,7 @@ class IndexStore:
                     self._db.execute("INSERT OR REPLACE INTO meta VALUES ('manifest', ?)", (json.dumps(self.manifest),))
                     self._db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', '0')")
             return
-        built = json.loads(stored)
+        built = {**_UNRECORDED, **json.loads(stored)}
         differ = [key for key in sorted(set(built) | set(self.manifest)) if built.get(key) != self.manifest.get(key)]
         self.stale = {key: (built.get(key), self.manifest.get(key)) for key in differ if key in self.advisory}
         if self.stale:
@@ -244,8 +253,8 @@ class IndexStore:
 
     # -- generations -------------------------------------------------------------------------
 
-    def _empty_vectors(self) -> faiss.IndexIDMap2:
-        return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dimension))
+    def _empty_vectors(self) -> faiss.Index:
+        return vector_index.empty(self.dimension)
 
     def _vectors_path(self, generation: int) -> Path:
         return self.directory / f"vectors-{generation}.faiss"
@@ -286,7 +295,7 @@ class IndexStore:
         replaced it."""
         stored = self._meta("manifest")
         if stored is not None:
-            built = json.loads(stored)
+            built = {**_UNRECORDED, **json.loads(stored)}
             refused = [k for k in self.manifest if k not in self.advisory and built.get(k) != self.manifest[k]]
             if refused:
                 # `qa rebuild` with other settings ran while this process was open.
@@ -321,7 +330,7 @@ class IndexStore:
             # Written by a version that kept no checksum; the next write records one.
             log.info("no checksum recorded for %s", path)
         try:
-            return faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+            return vector_index.deserialize(np.frombuffer(data, dtype=np.uint8))
         except RuntimeError as error:
             raise Damaged("index_damaged", f"the vector file {path} is unreadable ({str(error).splitlines()[0]}); "
                           "run `qa rebuild` to rebuild the index from the stored articles") from None
@@ -410,12 +419,10 @@ class IndexStore:
                     db.execute(f"DELETE FROM articles WHERE id IN ({marks})", list(present))
                 new_ids = self._insert(articles, chunks)
                 reached("rows")
-                # The next generation's vectors, written whole before the commit names them.
-                updated = faiss.clone_index(current)
-                if stale_ids:
-                    updated.remove_ids(np.asarray(stale_ids, dtype=np.int64))
-                if new_ids:
-                    updated.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(new_ids, dtype=np.int64))
+                # The next generation's vectors (a new index: readers keep the current one),
+                # written whole before the commit names them.
+                updated = vector_index.changed(current, np.asarray(stale_ids, dtype=np.int64), vectors,
+                                               np.asarray(new_ids, dtype=np.int64), self.vector_config)
                 self._commit_generation(updated, generation + 1)
             except BaseException as error:
                 self._roll_back(db)
@@ -458,9 +465,8 @@ class IndexStore:
                 db.execute("DELETE FROM chunks")
                 db.execute("DELETE FROM articles")
                 new_ids = self._insert(articles, chunks, ingested_at)
-                updated = self._empty_vectors()
-                if new_ids:
-                    updated.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(new_ids, dtype=np.int64))
+                updated = vector_index.changed(self._empty_vectors(), None, vectors,
+                                               np.asarray(new_ids, dtype=np.int64), self.vector_config)
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('manifest', ?)", (json.dumps(self.manifest),))
                 self._commit_generation(updated, generation + 1)
             except BaseException as error:
@@ -528,7 +534,7 @@ class IndexStore:
 
     def _save_vectors(self, vectors: faiss.Index, generation: int) -> dict[str, object]:
         """Write the vector file of `generation` durably; its size and SHA-256 for `meta`."""
-        data = faiss.serialize_index(vectors)
+        data = vector_index.serialize(vectors)
         path = self._vectors_path(generation)
         temporary = path.with_name(path.name + ".tmp")
         try:
@@ -750,12 +756,7 @@ class IndexStore:
         available = index.ntotal if allowed is None else min(len(allowed), index.ntotal)
         if available == 0:
             return [[] for _ in range(len(vectors))]
-        params = None
-        if allowed is not None:
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64)))
-        scores, ids = index.search(
-            np.ascontiguousarray(vectors, dtype=np.float32), min(n, available), params=params
-        )
+        scores, ids = vector_index.search(index, vectors, min(n, available), allowed, self.vector_config)
         return [[(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i >= 0] for row_ids, row_scores in zip(ids, scores)]
 
     def cosines(self, vector: np.ndarray, chunk_ids: Sequence[int]) -> dict[int, float]:

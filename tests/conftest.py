@@ -20,7 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from qa import Engine, Settings  # noqa: E402
-from qa.embedding import SentenceTransformerEncoder  # noqa: E402
+from qa.embedding import make_encoder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
@@ -49,7 +49,7 @@ def backend(request) -> str:
 @pytest.fixture(scope="session")
 def encoder():
     settings = Settings.from_env()
-    return SentenceTransformerEncoder(settings.model)
+    return make_encoder(settings)
 
 
 @pytest.fixture(scope="session")

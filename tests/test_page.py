@@ -446,6 +446,8 @@ def listed_ids(driver) -> set[str]:
 def find_row(driver, article_id: str, required: bool = True):
     """The list row of an article, paging on until it is found."""
     for _ in range(20):
+        # The page redraws its list after a change has been reported: wait until it has.
+        wait_for(driver, lambda d: d.find_element(By.ID, "article-list").get_attribute("aria-busy") != "true")
         row = driver.execute_script(
             "return Array.from(document.querySelectorAll('#article-list li')).find(row => row.dataset.id === arguments[0])"
             " || null", article_id)

@@ -8,6 +8,7 @@ from typing import Iterable
 
 from ..errors import BadInput
 from ..settings import Settings
+from ..vectors import VectorConfig
 from .base import StoreBackend
 
 BACKENDS = ("sqlite", "milvus")
@@ -26,7 +27,8 @@ def open_backend(settings: Settings, manifest: dict[str, object], advisory: Iter
     # The keyword index is the backend's own, whatever the caller assumed.
     manifest = {**manifest, "keyword_index": kind.keyword_index}
     if kind.name == "sqlite":
-        return kind(settings.index_dir, manifest, advisory=advisory, maintenance=maintenance)
+        return kind(settings.index_dir, manifest, advisory=advisory, maintenance=maintenance,
+                    vector_config=VectorConfig.from_settings(settings))
     return kind(milvus_uri(settings), manifest, token=settings.milvus_token, prefix=settings.milvus_prefix,
                 index_type=settings.milvus_index, advisory=advisory, maintenance=maintenance)
 
@@ -41,7 +43,7 @@ def open_stored(settings: Settings, maintenance: bool = True) -> StoreBackend:
             return store
         manifest = store.manifest
         store.close()
-        return kind(settings.index_dir, manifest)
+        return kind(settings.index_dir, manifest, vector_config=VectorConfig.from_settings(settings))
     return kind.open_stored(milvus_uri(settings), token=settings.milvus_token, prefix=settings.milvus_prefix,
                             index_type=settings.milvus_index, maintenance=maintenance)
 

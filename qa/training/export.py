@@ -28,8 +28,6 @@ def export_onnx(checkpoint_dir: str | Path, onnx_file: str | Path, opset: int = 
     """Export a Hugging Face QA checkpoint to ONNX (inputs input_ids, attention_mask,
     token_type_ids; outputs start_logits, end_logits; dynamic batch and length)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import warnings
-
     import torch
     from transformers import AutoModelForQuestionAnswering
 
@@ -44,15 +42,26 @@ def export_onnx(checkpoint_dir: str | Path, onnx_file: str | Path, opset: int = 
             out = self.inner(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
             return out.start_logits, out.end_logits
 
+    return export_module(Logits(model), onnx_file, ["start_logits", "end_logits"], opset)
+
+
+def export_module(module, onnx_file: str | Path, outputs: list[str], opset: int = 17) -> Path:
+    """Export a torch module over BERT's three inputs (input_ids, attention_mask,
+    token_type_ids) to ONNX, every input and output dynamic in batch and length. Shared by the
+    reader and the embedding encoder (`qa.training.encoder`)."""
+    import warnings
+
+    import torch
+
     onnx_file = Path(onnx_file)
     onnx_file.parent.mkdir(parents=True, exist_ok=True)
-    ids = torch.randint(1000, 2000, (2, 24))
+    # A fixed example: the traced graph is then the same from one export to the next.
+    ids = torch.arange(1000, 1048).reshape(2, 24)
     names = ["input_ids", "attention_mask", "token_type_ids"]
-    outputs = ["start_logits", "end_logits"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            Logits(model),
+            module.eval(),
             (ids, torch.ones_like(ids), torch.zeros_like(ids)),
             str(onnx_file),
             input_names=names,
