@@ -6,6 +6,7 @@ so that callers can carry offsets from the article to the answer unchanged.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -123,16 +124,21 @@ STOPWORDS = frozenset(
 
 def keyword_terms(text: str) -> list[str]:
     """The searchable terms of a text: normalized words, stop words removed."""
-    terms = []
-    for s, e in words(text):
-        word = normalize_word(text[s:e])
-        if word.endswith("'s"):  # "Emma's" -> "emma": the text may say "Emma" (or "Emma's")
-            word = word[:-2]
-        if word and word not in STOPWORDS:
-            terms.append(word)
-    return terms
+    return [term for term in map(_term, _WORD.findall(text)) if term]
 
 
+# Search re-reads the sentences of its best passages for every question: the same few thousand
+# words again and again, so each word's term and stem are computed once (bounded caches).
+@functools.lru_cache(maxsize=65536)
+def _term(word: str) -> str:
+    """A word's searchable term, or "" for a stop word."""
+    word = normalize_word(word)
+    if word.endswith("'s"):  # "Emma's" -> "emma": the text may say "Emma" (or "Emma's")
+        word = word[:-2]
+    return "" if word in STOPWORDS else word
+
+
+@functools.lru_cache(maxsize=65536)
 def term_stem(word: str) -> str:
     """A crude stem of a normalized word, for matching a question's terms in a sentence: crude but
     symmetric, as both sides are stemmed alike."""
