@@ -1,0 +1,188 @@
+"""Does a learned no-answer verifier beat the span model's margin alone? (issue 10, an experiment)
+
+The shipped reader abstains when its best span's margin (span score minus the "no answer" score)
+is below a threshold. On SQuAD v2's adversarial unanswerable questions that margin separates
+poorly. This fits a logistic regression on more of what the model and the text say:
+
+- the model: margin, span and null scores, softmax mass of the null and of the best start/end,
+  start entropy, the gap to the best span elsewhere, span length;
+- the text: the share of the question's words in the paragraph and in the answer's sentence, the
+  question's names and numbers missing from the paragraph, the share of the span that repeats the
+  question.
+
+It is fitted on a seeded sample of the training questions (`../shared/data/qa-train`'s SQuAD v2
+part, seen once by the one-epoch model) and judged on the dev part with gold paragraphs: SQuAD v2
+overall F1 at the threshold chosen on the training sample, and at the dev part's own best.
+
+    .venv/bin/python bench/verifier.py --train 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from qa.evaluate import exact_match, f1_score  # noqa: E402
+from qa.readers.neural import NeuralReader  # noqa: E402
+from qa.records import Passage  # noqa: E402
+from qa.squad import read_squad  # noqa: E402
+from qa.text import STOPWORDS, normalize_word, split_sentences, words  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV = ROOT / "data" / "squad" / "dev-v2.0-part.json"
+TRAIN = ROOT.parent / "shared" / "data" / "qa-train" / "squad-v2.0-dev-43-articles.json"
+MODEL = ["margin", "span", "null", "p_null_max", "p_null_min", "p_best", "start_entropy", "gap"]
+TEXT = ["span_words", "question_in_paragraph", "question_in_sentence", "names_missing", "words_missing", "echo"]
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    x = np.exp(x - x.max())
+    return x / x.sum()
+
+
+def _content(text: str) -> set[str]:
+    return {w for w in (normalize_word(text[s:e]) for s, e in words(text)) if w not in STOPWORDS}
+
+
+class Features:
+    """The reader's best span of a question over its gold paragraph, with the features above."""
+
+    def __init__(self) -> None:
+        self.reader = NeuralReader(threads=1)
+        self._windows: list = []
+        run = self.reader.run_model
+
+        def keep(ids, mask, types):  # the windows' logits, which spans() does not return
+            start, end = run(ids, mask, types)
+            self._windows.append((mask, start, end))
+            return start, end
+        self.reader.run_model = keep
+
+    def __call__(self, ex) -> tuple[list[float], str] | None:
+        self._windows.clear()
+        spans = self.reader.spans(ex.question, [Passage("dev", ex.title, 0, len(ex.context), ex.context, 1.0)])
+        if not spans:
+            return None
+        best = spans[0]
+        text = ex.context[best.start:best.end]
+        p_null, p_best, entropy = [], [], []
+        for mask, start, end in self._windows:
+            for row in range(len(mask)):
+                n = int(mask[row].sum())
+                ps, pe = _softmax(start[row][:n]), _softmax(end[row][:n])
+                p_null.append(ps[0] * pe[0])
+                p_best.append(ps[1:].max() * pe[1:].max())
+                entropy.append(-(ps * np.log(ps + 1e-12)).sum())
+        elsewhere = next((s.margin for s in spans[1:] if s.end <= best.start or s.start >= best.end), best.margin - 10)
+        question = _content(ex.question)
+        sentence = next(((a, b) for a, b in split_sentences(ex.context) if a <= best.start < b), (0, len(ex.context)))
+        tokens = [ex.question[s:e] for s, e in words(ex.question)]
+        names = {normalize_word(t) for i, t in enumerate(tokens) if (i and t[:1].isupper()) or any(c.isdigit() for c in t)}
+        in_context = {normalize_word(ex.context[s:e]) for s, e in words(ex.context)}
+        span_words = [normalize_word(text[s:e]) for s, e in words(text)]
+        asked = {normalize_word(t) for t in tokens}
+        return [
+            best.margin, best.logit, best.logit - best.margin, max(p_null), min(p_null), max(p_best),
+            float(np.mean(entropy)), best.margin - elsewhere,
+            len(span_words), len(question & _content(ex.context)) / max(1, len(question)),
+            len(question & _content(ex.context[sentence[0]:sentence[1]])) / max(1, len(question)),
+            len(names - in_context), len(question - _content(ex.context)),
+            sum(w in asked for w in span_words) / max(1, len(span_words)),
+        ], text
+
+
+def rows(features: Features, path: Path, limit: int, seed: int) -> list[dict]:
+    examples = list(read_squad(path))
+    if limit and len(examples) > limit:
+        random.Random(seed).shuffle(examples)
+        examples = examples[:limit]
+    out, began = [], time.time()
+    for number, ex in enumerate(examples, 1):
+        found = features(ex)
+        if found is None:
+            continue
+        values, text = found
+        f1 = max(f1_score(text, a) for a, _ in ex.answers) if ex.answerable else 0.0
+        em = max(exact_match(text, a) for a, _ in ex.answers) if ex.answerable else 0.0
+        out.append({"answerable": ex.answerable, "f1": f1, "em": em, "x": [float(v) for v in values]})
+        if number % 500 == 0:
+            print(f"{path.name}: {number}/{len(examples)} in {time.time() - began:.0f} s", file=sys.stderr, flush=True)
+    return out
+
+
+def overall(data: list[dict], scores, threshold: float) -> float:
+    """SQuAD v2 F1: an answer when its score is above the threshold, else an abstention."""
+    return sum((r["f1"] if s > threshold else 0.0) if r["answerable"] else float(s <= threshold)
+               for r, s in zip(data, scores)) / len(data)
+
+
+def best_threshold(data: list[dict], scores) -> tuple[float, float]:
+    return max((overall(data, scores, t), t) for t in [-1e9, *sorted(set(scores))])
+
+
+def fit(x: np.ndarray, y: np.ndarray, l2: float = 1.0, steps: int = 3000, rate: float = 0.1):
+    """L2-regularised logistic regression on standardised features, by gradient descent."""
+    mean, scale = x.mean(0), x.std(0) + 1e-9
+    z = (x - mean) / scale
+    w, b = np.zeros(z.shape[1]), 0.0
+    for _ in range(steps):
+        g = 1.0 / (1.0 + np.exp(-(z @ w + b))) - y
+        w -= rate * (z.T @ g + l2 * w) / len(y)
+        b -= rate * g.mean()
+    return lambda v: ((v - mean) / scale) @ w + b
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train", type=int, default=3000, help="training questions sampled to fit the verifier")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache", help="a JSON file to keep the features in (computed once)")
+    args = parser.parse_args()
+    if args.cache and Path(args.cache).is_file():
+        data = json.loads(Path(args.cache).read_text())
+    else:
+        features = Features()
+        data = {"train": rows(features, TRAIN, args.train, args.seed), "dev": rows(features, DEV, 0, args.seed)}
+        if args.cache:
+            Path(args.cache).write_text(json.dumps(data))
+    train, dev = data["train"], data["dev"]
+    x_train, x_dev = np.array([r["x"] for r in train]), np.array([r["x"] for r in dev])
+    # What the verifier learns: is the span worth giving (an answerable question, F1 above 0.5)?
+    y = np.array([float(r["answerable"] and r["f1"] > 0.5) for r in train])
+    names = MODEL + TEXT
+    report = {"train_questions": len(train), "dev_questions": len(dev)}
+    per_question = {}  # each dev question's v2 score at the training sample's threshold
+    for label, columns in (("margin alone", [0]), ("model scores", list(range(len(MODEL)))),
+                           ("model and text", list(range(len(names))))):
+        if columns == [0]:
+            score_train, score_dev = x_train[:, 0], x_dev[:, 0]
+        else:
+            model = fit(x_train[:, columns], y)
+            score_train, score_dev = model(x_train[:, columns]), model(x_dev[:, columns])
+        train_best, threshold = best_threshold(train, list(score_train))
+        per_question[label] = np.array([overall([r], [s], threshold) for r, s in zip(dev, score_dev)])
+        report[label] = {"features": [names[c] for c in columns], "train_v2_overall": round(train_best, 4),
+                         "dev_v2_overall_at_train_threshold": round(overall(dev, list(score_dev), threshold), 4),
+                         "dev_v2_overall_at_dev_best": round(best_threshold(dev, list(score_dev))[0], 4)}
+    # Paired bootstrap over the dev questions: is the verifier better than the margin alone?
+    rng = np.random.default_rng(args.seed)
+    picks = rng.integers(0, len(dev), size=(2000, len(dev)))
+    for label in ("model scores", "model and text"):
+        gain = per_question[label] - per_question["margin alone"]
+        low, high = np.percentile(gain[picks].mean(axis=1), [2.5, 97.5])
+        report[label]["dev_gain_over_margin_at_train_threshold"] = f"{gain.mean():+.4f} [{low:+.4f}, {high:+.4f}]"
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
