@@ -12,8 +12,11 @@ Dense retrieval finds paraphrases; keyword retrieval finds the rare names and nu
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 import math
+import os
+import threading
 from typing import Sequence
 
 import numpy as np
@@ -29,6 +32,19 @@ RERANK_DEPTH = 20
 
 # A question's rarest words always go to keyword search, however many chunks hold them.
 KEEP_RAREST = 2
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _background() -> ThreadPoolExecutor:
+    """The threads that run dense searches beside keyword searches (one per core)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="qa-dense")
+        return _POOL
 
 
 @dataclass(frozen=True)
@@ -62,15 +78,24 @@ class Retriever:
         keeps few articles still gets `n` passages when they hold that many. The caller holds
         `store.reading()` so every query sees the same generation.
         """
-        if len(queries) == 1 and hasattr(self.encoder, "encode_query"):
-            vectors = self.encoder.encode_query(queries[0])[None, :]
-        else:
-            vectors = self.encoder.encode(list(queries))
         depth = max(self.config.candidates, n)
         if self.config.fusion.startswith("hybrid-"):
-            return self._passages(self._hybrid(queries, vectors, n, depth, filters), n, queries, rerank=False)
-        dense_lists = self.store.dense_chunks(vectors, depth, filters)
-        keyword_lists = [self.store.keyword_chunks(self.searchable_terms(q), depth, filters) for q in queries]
+            return self._passages(self._hybrid(queries, self._encode(queries), n, depth, filters), n, queries, rerank=False)
+        dense_search = self.store.detached_dense_search(depth, filters)
+        if dense_search is None:
+            vectors = self._encode(queries)
+            dense_lists = self.store.dense_chunks(vectors, depth, filters)
+            keyword_lists = [self.store.keyword_chunks(self.searchable_terms(q), depth, filters) for q in queries]
+        else:
+            # The query's encoding and the dense search (ONNX Runtime and FAISS, which release the
+            # GIL) run on another thread while this one searches keywords in SQLite, on its own
+            # snapshot: on two cores a search takes the longer of the two, not their sum.
+            def dense() -> tuple[np.ndarray, list]:
+                vectors = self._encode(queries)
+                return vectors, dense_search(vectors)
+            running = _background().submit(dense)
+            keyword_lists = [self.store.keyword_chunks(self.searchable_terms(q), depth, filters) for q in queries]
+            vectors, dense_lists = running.result()
         rerank = self.config.fusion == "convex" and self.config.sentence_weight > 0
         if self.config.fusion == "convex":
             depth = max(n, RERANK_DEPTH) if rerank else n
@@ -78,6 +103,11 @@ class Retriever:
         else:
             fused_lists = [self._fuse(dense, keyword, n) for dense, keyword in zip(dense_lists, keyword_lists)]
         return self._passages(fused_lists, n, queries, rerank)
+
+    def _encode(self, queries: Sequence[str]) -> np.ndarray:
+        if len(queries) == 1 and hasattr(self.encoder, "encode_query"):
+            return self.encoder.encode_query(queries[0])[None, :]
+        return self.encoder.encode(list(queries))
 
     def _passages(self, fused_lists, n: int, queries: Sequence[str], rerank: bool) -> list[list[Passage]]:
         """Passages of the fused (chunk id, score, dense rank, keyword rank, cosine) lists."""

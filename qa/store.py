@@ -752,12 +752,21 @@ class IndexStore:
         `allowed` (chunk ids) restricts the search itself, so that a filter keeping few chunks
         still gets its `n` best, not what is left of the `n` best overall.
         """
+        return self.vector_search(n, allowed)(vectors)
+
+    def vector_search(self, n: int, allowed: np.ndarray | None = None) -> Callable[[np.ndarray], list[list[tuple[int, float]]]]:
+        """`closest_chunks` bound to the vectors of this thread's view: FAISS then needs neither
+        SQLite nor the GIL, so the search may run on any thread."""
         _, index = self._current()
         available = index.ntotal if allowed is None else min(len(allowed), index.ntotal)
-        if available == 0:
-            return [[] for _ in range(len(vectors))]
-        scores, ids = vector_index.search(index, vectors, min(n, available), allowed, self.vector_config)
-        return [[(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i >= 0] for row_ids, row_scores in zip(ids, scores)]
+
+        def search(vectors: np.ndarray) -> list[list[tuple[int, float]]]:
+            if available == 0:
+                return [[] for _ in range(len(vectors))]
+            scores, ids = vector_index.search(index, vectors, min(n, available), allowed, self.vector_config)
+            return [[(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i >= 0]
+                    for row_ids, row_scores in zip(ids, scores)]
+        return search
 
     def cosines(self, vector: np.ndarray, chunk_ids: Sequence[int]) -> dict[int, float]:
         """Exact cosine of `vector` with given chunks' stored vectors (for keyword-only candidates)."""

@@ -99,6 +99,12 @@ class StoreBackend(abc.ABC):
         among the chunks of the articles `filters` keep: the filter applies inside the search, so
         a narrow filter still gets its `n` best."""
 
+    def detached_dense_search(self, n: int, filters: Filters | None = None) -> Callable[[np.ndarray], list[list[tuple[int, float]]]] | None:
+        """`dense_chunks(vectors, n, filters)` bound to this thread's view, to be run on another
+        thread while this one searches keywords; None when the backend cannot (then the retriever
+        searches one after the other)."""
+        return None
+
     @abc.abstractmethod
     def keyword_chunks(self, terms: Sequence[str], n: int, filters: Filters | None = None) -> list[tuple[int, float]]:
         """The `n` best chunks by BM25 for any of `terms`, as (chunk id, score; higher is better),

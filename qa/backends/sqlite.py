@@ -27,6 +27,13 @@ class SQLiteFaissStore(IndexStore, StoreBackend):
             return [[] for _ in range(len(vectors))]
         return self.closest_chunks(vectors, n, allowed)
 
+    def detached_dense_search(self, n: int, filters: Filters | None = None):
+        # The filter's chunk ids and the generation's vectors are read here, on the request's thread.
+        allowed = self.allowed_chunks(filters)
+        if allowed is not None and len(allowed) == 0:
+            return lambda vectors: [[] for _ in range(len(vectors))]
+        return self.vector_search(n, allowed)
+
     def dump(self, batch_articles: int = 200) -> Iterator[Batch]:
         # One read snapshot for the whole dump: the rows and the vectors of the generation it names.
         with self.reading():
