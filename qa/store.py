@@ -306,8 +306,25 @@ class IndexStore:
         if generation == 0:
             return self._empty_vectors()
         path = self._vectors_path(generation)
+        record = json.loads(self._meta("vectors") or "null")
         try:
-            data = path.read_bytes()
+            # Checked, then read, each as a stream: a million chunks' file is about 1 GB, and
+            # reading it whole before deserialising held the vectors twice in memory.
+            if record is not None and record.get("generation") == generation:
+                size, digest = _file_digest(path)
+                if size != record["bytes"]:
+                    problem = f"{size} bytes where {record['bytes']} were written"
+                elif digest != record["sha256"]:
+                    problem = "its SHA-256 is not the one recorded when it was written"
+                else:
+                    problem = None
+                if problem:
+                    raise Damaged("index_damaged", f"the vector file {path} is damaged ({problem}); "
+                                  "run `qa rebuild` to rebuild the index from the stored articles")
+            else:
+                # Written by a version that kept no checksum; the next write records one.
+                log.info("no checksum recorded for %s", path)
+            return vector_index.load(path)
         except FileNotFoundError:
             with contextlib.closing(sqlite3.connect(self._path)) as fresh:
                 newest = int(fresh.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
@@ -315,22 +332,6 @@ class IndexStore:
                 return None  # a writer committed a newer generation and removed this one
             raise Damaged("index_damaged", f"the vector file {path} is missing; "
                           "run `qa rebuild` to rebuild the index from the stored articles") from None
-        record = json.loads(self._meta("vectors") or "null")
-        if record is not None and record.get("generation") == generation:
-            if len(data) != record["bytes"]:
-                problem = f"{len(data)} bytes where {record['bytes']} were written"
-            elif hashlib.sha256(data).hexdigest() != record["sha256"]:
-                problem = "its SHA-256 is not the one recorded when it was written"
-            else:
-                problem = None
-            if problem:
-                raise Damaged("index_damaged", f"the vector file {path} is damaged ({problem}); "
-                              "run `qa rebuild` to rebuild the index from the stored articles")
-        else:
-            # Written by a version that kept no checksum; the next write records one.
-            log.info("no checksum recorded for %s", path)
-        try:
-            return vector_index.deserialize(np.frombuffer(data, dtype=np.uint8))
         except RuntimeError as error:
             raise Damaged("index_damaged", f"the vector file {path} is unreadable ({str(error).splitlines()[0]}); "
                           "run `qa rebuild` to rebuild the index from the stored articles") from None
@@ -829,6 +830,16 @@ class IndexStore:
         if db is not None:
             db.close()
             self._local.db = None
+
+
+def _file_digest(path: Path) -> tuple[int, str]:
+    """(size, SHA-256) of a file, read in blocks."""
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 22):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()
 
 
 def remove_abandoned_partials(target: Path) -> None:

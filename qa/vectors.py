@@ -23,6 +23,7 @@ load unchanged) and a graph with its removed ids after a header.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 import faiss
@@ -171,7 +172,41 @@ def deserialize(data: np.ndarray):
     return Graph(faiss.deserialize_index(np.ascontiguousarray(body)), removed)
 
 
+def load(path) -> "faiss.Index | Graph":
+    """The index in a file written from `serialize`, read as a stream (never held twice in
+    memory); raises RuntimeError when the file is not one."""
+    with open(path, "rb") as handle:
+        head = handle.read(len(_HEADER))
+        if head != _HEADER:
+            handle.seek(0)
+            return faiss.read_index(faiss.PyCallbackIOReader(_reader(handle, None)))
+        sizes = handle.read(16)
+        if len(sizes) != 16:
+            raise RuntimeError("the vector file is cut short")
+        body_size, removed_count = (int(v) for v in np.frombuffer(sizes, dtype="<i8"))
+        total = os.fstat(handle.fileno()).st_size
+        if len(_HEADER) + 16 + body_size + 8 * removed_count != total:
+            raise RuntimeError("the vector file's sizes do not add up")
+        index = faiss.read_index(faiss.PyCallbackIOReader(_reader(handle, body_size)))
+        if handle.tell() != len(_HEADER) + 16 + body_size:
+            raise RuntimeError("the vector file's index is not the size it says")
+        removed = np.frombuffer(handle.read(8 * removed_count), dtype="<i8").astype(np.int64)
+    return Graph(index, removed)
+
+
 # -- inside --------------------------------------------------------------------------------------
+
+def _reader(handle, limit: int | None):
+    """A FAISS read callback over an open file, stopping after `limit` bytes (None: the end)."""
+    left = [limit]
+
+    def read(size: int) -> bytes:
+        if left[0] is not None:
+            size = min(size, left[0])
+            left[0] -= size
+        return handle.read(size)
+    return read
+
 
 def _selector(ids: np.ndarray):
     return faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64))
