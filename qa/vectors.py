@@ -22,8 +22,8 @@ load unchanged) and a graph with its removed ids after a header.
 
 from __future__ import annotations
 
+import io
 import logging
-import os
 from dataclasses import dataclass
 
 import faiss
@@ -160,37 +160,36 @@ def serialize(index) -> np.ndarray:
 
 
 def deserialize(data: np.ndarray):
-    """An index from `serialize`; raises RuntimeError when the bytes are not one."""
-    if bytes(data[:len(_HEADER)]) != _HEADER:
-        return faiss.deserialize_index(data)
-    start = len(_HEADER) + 16
-    body_size, removed_count = (int(v) for v in np.frombuffer(bytes(data[len(_HEADER):start]), dtype="<i8"))
-    if start + body_size + 8 * removed_count != len(data):
-        raise RuntimeError("the vector file's sizes do not add up")
-    body = data[start:start + body_size]
-    removed = np.frombuffer(bytes(data[start + body_size:]), dtype="<i8").astype(np.int64)
-    return Graph(faiss.deserialize_index(np.ascontiguousarray(body)), removed)
+    """An index from the bytes of `serialize`; raises RuntimeError when they are not one."""
+    return read(io.BytesIO(np.asarray(data, dtype=np.uint8).tobytes()))
 
 
 def load(path) -> "faiss.Index | Graph":
-    """The index in a file written from `serialize`, read as a stream (never held twice in
-    memory); raises RuntimeError when the file is not one."""
+    """The index in a file written from `serialize`, read as a stream, so that a large index is
+    never held twice in memory; raises RuntimeError when the file is not one."""
     with open(path, "rb") as handle:
-        head = handle.read(len(_HEADER))
-        if head != _HEADER:
-            handle.seek(0)
-            return faiss.read_index(faiss.PyCallbackIOReader(_reader(handle, None)))
-        sizes = handle.read(16)
-        if len(sizes) != 16:
-            raise RuntimeError("the vector file is cut short")
-        body_size, removed_count = (int(v) for v in np.frombuffer(sizes, dtype="<i8"))
-        total = os.fstat(handle.fileno()).st_size
-        if len(_HEADER) + 16 + body_size + 8 * removed_count != total:
-            raise RuntimeError("the vector file's sizes do not add up")
-        index = faiss.read_index(faiss.PyCallbackIOReader(_reader(handle, body_size)))
-        if handle.tell() != len(_HEADER) + 16 + body_size:
-            raise RuntimeError("the vector file's index is not the size it says")
-        removed = np.frombuffer(handle.read(8 * removed_count), dtype="<i8").astype(np.int64)
+        return read(handle)
+
+
+def read(handle) -> "faiss.Index | Graph":
+    """The index in a binary stream holding `serialize`'s bytes, read from where it stands."""
+    head = handle.read(len(_HEADER))
+    if head != _HEADER:
+        handle.seek(-len(head), io.SEEK_CUR)
+        return faiss.read_index(faiss.PyCallbackIOReader(_reader(handle, None)))
+    sizes = handle.read(16)
+    if len(sizes) != 16:
+        raise RuntimeError("the vector file is cut short")
+    body_size, removed_count = (int(v) for v in np.frombuffer(sizes, dtype="<i8"))
+    body_start = handle.tell()
+    total = handle.seek(0, io.SEEK_END)
+    handle.seek(body_start)
+    if body_start + body_size + 8 * removed_count != total:
+        raise RuntimeError("the vector file's sizes do not add up")
+    index = faiss.read_index(faiss.PyCallbackIOReader(_reader(handle, body_size)))
+    if handle.tell() != body_start + body_size:
+        raise RuntimeError("the vector file's index is not the size it says")
+    removed = np.frombuffer(handle.read(8 * removed_count), dtype="<i8").astype(np.int64)
     return Graph(index, removed)
 
 
