@@ -623,9 +623,8 @@ class IndexStore:
                     shutil.copyfile(self.directory / name, staging / name)
                 except FileNotFoundError:
                     continue  # a writer committed a newer generation and removed this one: again
-                data = (staging / name).read_bytes()
                 if record is not None and record.get("generation") == generation and (
-                        len(data) != record["bytes"] or hashlib.sha256(data).hexdigest() != record["sha256"]):
+                        _file_digest(staging / name) != (record["bytes"], record["sha256"])):
                     raise Damaged("index_damaged", f"the vector file {self.directory / name} is damaged; "
                                   "run `qa rebuild`, then take the backup")
                 break
