@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="news dev questions (evaluation only)")
     p.add_argument("--synthetic-unanswerable", type=float, default=0.0, metavar="RATE",
                    help="add unanswerable variants of this share of the answerable questions")
+    p.add_argument("--unanswerable-weight", type=float, default=1.0, metavar="W",
+                   help="weigh the loss of unanswerable questions' windows W times (1: as the others)")
     p.add_argument("--layer-decay", type=float, default=1.0, metavar="F",
                    help="learning rate x F per layer below the top (1: the same everywhere)")
     p.add_argument("--no-bf16", dest="bf16", action="store_false",
@@ -86,6 +88,7 @@ def training_command(stats: dict[str, Any]) -> str:
         f"--seed {stats['seed']} --threads {stats.get('threads', 1)}"
         + (" --freeze-embeddings" if stats.get("freeze_embeddings") else "")
         + (f" --synthetic-unanswerable {stats['synthetic_unanswerable']:g}" if stats.get("synthetic_unanswerable") else "")
+        + (f" --unanswerable-weight {stats['unanswerable_weight']:g}" if stats.get("unanswerable_weight", 1.0) != 1.0 else "")
         + (f" --layer-decay {stats['layer_decay']:g}" if stats.get("layer_decay", 1.0) != 1.0 else "")
         + (f" --adversarial {stats['adversarial']:g}" if stats.get("adversarial", 0.0) else "")
         + (" --no-bf16" if stats.get("bf16") is False else "")
@@ -128,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_length=args.max_length, stride=args.stride, seed=args.seed, limit=args.limit,
             threads=args.threads, freeze_embeddings=args.freeze_embeddings, synthetic=args.synthetic_unanswerable,
             layer_decay=args.layer_decay, adversarial=args.adversarial, bf16=args.bf16,
-            checkpoint_minutes=args.checkpoint_minutes, resume=args.resume, base_model=args.init,
+            unanswerable_weight=args.unanswerable_weight, checkpoint_minutes=args.checkpoint_minutes, resume=args.resume, base_model=args.init,
         )
     config: dict[str, Any] = {
         "max_length": stats.get("max_length", args.max_length),

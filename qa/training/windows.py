@@ -47,7 +47,8 @@ def _cut_question(tokenizer, question: str) -> str:
 
 
 def build_features(examples: Sequence[SquadExample], tokenizer, max_length: int, stride: int):
-    """Training windows: (input_ids, token_type_ids, start, end); start = end = 0 is "no answer"."""
+    """Training windows: (input_ids, token_type_ids, start, end, of an unanswerable question);
+    start = end = 0 is "no answer"."""
     features = []
     batch = 256
     for i in range(0, len(examples), batch):
@@ -73,7 +74,7 @@ def build_features(examples: Sequence[SquadExample], tokenizer, max_length: int,
                     if c0 <= s <= e <= c1:
                         start_pos, end_pos = s, e
             type_ids = enc["token_type_ids"][j] if "token_type_ids" in enc else [0] * len(ids)
-            features.append((ids, type_ids, start_pos, end_pos))
+            features.append((ids, type_ids, start_pos, end_pos, not example.answerable))
     return features
 
 
