@@ -1,7 +1,8 @@
 """The index on disk: articles and chunks in SQLite (with an FTS5 keyword index), vectors in FAISS.
 
 Layout of `QA_INDEX_DIR`:
-- `index.sqlite`: articles, chunks, the FTS5 table, and `meta` (what the index was built with, its
+- `index.sqlite`: articles, chunks, the FTS5 table, the posting lists of large indexes'
+  keyword search (`qa.postings`), and `meta` (what the index was built with, its
   generation number, and the size and SHA-256 of that generation's vector file).
 - `vectors-<generation>.faiss`: the vectors of that generation, chunk ids as FAISS ids.
 - `write.lock`: held by the one writer.
@@ -38,6 +39,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import faiss
 import numpy as np
 
+from . import postings
 from . import vectors as vector_index
 from .errors import BadInput, Busy, Damaged, IndexMismatch, NotFound, StorageFailed
 from .records import Article, ArticleListing, ArticleSummary, Chunk, Filters, SourceCount
@@ -58,7 +60,19 @@ CREATE INDEX IF NOT EXISTS chunks_by_article ON chunks(article_id);
 CREATE INDEX IF NOT EXISTS articles_by_published ON articles(published);
 CREATE INDEX IF NOT EXISTS articles_by_source ON articles(source);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(text, tokenize='porter unicode61 remove_diacritics 2');
+CREATE TABLE IF NOT EXISTS postings (term TEXT PRIMARY KEY, chunks INTEGER NOT NULL, data BLOB NOT NULL);
 """
+
+# An index created by this version keeps posting lists from its first write (`qa.postings`);
+# meta 'postings' holds their totals, and its absence says an older index has none.
+_START_POSTINGS = """
+INSERT INTO meta SELECT 'postings', '{"chunks": 0, "words": 0}'
+WHERE NOT EXISTS (SELECT 1 FROM chunks) AND NOT EXISTS (SELECT 1 FROM meta WHERE key = 'postings')
+"""
+
+# Keyword search: FTS5, posting lists (`qa.postings`), or auto: posting lists from the size at
+# which the vectors turn approximate (FTS5 below: the measured and tuned small-index path).
+KEYWORD_SEARCHES = ("auto", "fts5", "postings")
 
 # The moments of a write, in order, where `reached` lets a crash test stop it.
 WRITE_POINTS = (
@@ -131,7 +145,7 @@ class IndexStore:
 
     def __init__(self, directory: Path, manifest: dict[str, object], writer_timeout: float = 30.0,
                  advisory: Iterable[str] = (), maintenance: bool = False,
-                 vector_config: vector_index.VectorConfig | None = None):
+                 vector_config: vector_index.VectorConfig | None = None, keyword_search: str = "auto"):
         """Open (or create) the index at `directory`.
 
         `manifest` says what the caller will write (model, dimension, chunking); an existing index
@@ -145,8 +159,12 @@ class IndexStore:
         Raises `Damaged` (one line naming the file and what to do) when the database or the
         current vector file is unreadable or does not match its recorded checksum.
 
-        `vector_config` says from what size the vectors are searched approximately (`qa.vectors`).
+        `vector_config` says from what size the vectors are searched approximately (`qa.vectors`);
+        `keyword_search` what keyword search reads (`KEYWORD_SEARCHES`).
         """
+        if keyword_search not in KEYWORD_SEARCHES:
+            raise BadInput("bad_setting", f"QA_KEYWORD_SEARCH={keyword_search!r} is not one of {', '.join(KEYWORD_SEARCHES)}")
+        self.keyword_search = keyword_search
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.manifest = {k: manifest[k] for k in sorted(manifest)}
@@ -166,11 +184,18 @@ class IndexStore:
         try:
             with contextlib.closing(self._connect()) as db:
                 db.executescript(_SCHEMA)
+                if (db.execute("SELECT 1 FROM meta WHERE key = 'postings'").fetchone() is None
+                        and db.execute("SELECT 1 FROM chunks LIMIT 1").fetchone() is None):
+                    with db:
+                        db.execute(_START_POSTINGS)
             if maintenance:
                 return
             self._check_manifest()
             self._clean_up()
             self.refresh()
+            if keyword_search != "fts5" and self._meta("postings") is None:
+                log.info("%s has no posting lists (an index of an earlier version): keyword search reads FTS5; "
+                         "`qa rebuild` adds them", self.directory)
         except sqlite3.DatabaseError as error:
             self.close()
             if _corrupt(error):
@@ -407,18 +432,18 @@ class IndexStore:
                         "SELECT id FROM articles WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(ids + wanted_gone),)
                     )
                 }
-                stale_ids = [
-                    row[0]
-                    for row in db.execute(
-                        "SELECT id FROM chunks WHERE article_id IN (SELECT value FROM json_each(?))", (json.dumps(sorted(present)),)
-                    )
-                ]
+                stale = db.execute(
+                    "SELECT id, text FROM chunks WHERE article_id IN (SELECT value FROM json_each(?)) ORDER BY id",
+                    (json.dumps(sorted(present)),),
+                ).fetchall()
+                stale_ids = [row[0] for row in stale]
                 if present:
                     marks = ",".join("?" * len(present))
                     db.execute(f"DELETE FROM chunks_fts WHERE rowid IN (SELECT id FROM chunks WHERE article_id IN ({marks}))", list(present))
                     db.execute(f"DELETE FROM chunks WHERE article_id IN ({marks})", list(present))
                     db.execute(f"DELETE FROM articles WHERE id IN ({marks})", list(present))
                 new_ids = self._insert(articles, chunks)
+                self._update_postings(stale, list(zip(new_ids, (c.text for c in chunks))))
                 reached("rows")
                 # The next generation's vectors (a new index: readers keep the current one),
                 # written whole before the commit names them.
@@ -465,7 +490,10 @@ class IndexStore:
                 db.execute("DELETE FROM chunks_fts")
                 db.execute("DELETE FROM chunks")
                 db.execute("DELETE FROM articles")
+                db.execute("DELETE FROM postings")
+                db.execute("""INSERT OR REPLACE INTO meta VALUES ('postings', '{"chunks": 0, "words": 0}')""")
                 new_ids = self._insert(articles, chunks, ingested_at)
+                self._update_postings([], list(zip(new_ids, (c.text for c in chunks))))
                 updated = vector_index.changed(self._empty_vectors(), None, vectors,
                                                np.asarray(new_ids, dtype=np.int64), self.vector_config)
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('manifest', ?)", (json.dumps(self.manifest),))
@@ -511,6 +539,65 @@ class IndexStore:
             new_ids.append(cursor.lastrowid)
         db.executemany("INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)", [(i, c.text) for i, c in zip(new_ids, chunks)])
         return new_ids
+
+    def _update_postings(self, removed: Sequence[tuple[int, str]], added: Iterable[tuple[int, str]]) -> None:
+        """In the open write transaction: the posting lists without the `removed` chunks and
+        with the `added` ones, both as (chunk id, text). Nothing when the index keeps none."""
+        db = self._db
+        state = self._meta("postings")
+        if state is None:
+            return
+        totals = json.loads(state)
+        gone, gone_chunks, gone_words = postings.postings_of(removed)
+        new, new_chunks, new_words = postings.postings_of(added)
+        removed_ids = np.asarray(sorted(chunk_id for chunk_id, _ in removed), dtype=np.int64)
+        terms = sorted(set(gone) | set(new))
+        stored = {}
+        for first in range(0, len(terms), 10_000):
+            stored.update(db.execute(
+                "SELECT term, data FROM postings WHERE term IN (SELECT value FROM json_each(?))",
+                (json.dumps(terms[first:first + 10_000]),),
+            ))
+        kept, emptied = [], []
+        for term in terms:
+            merged = postings.merge(stored.get(term), removed_ids if term in gone else removed_ids[:0], new.get(term))
+            if len(merged):
+                kept.append((term, len(merged), merged.tobytes()))
+            else:
+                emptied.append((term,))
+        db.executemany("INSERT OR REPLACE INTO postings VALUES (?, ?, ?)", kept)
+        db.executemany("DELETE FROM postings WHERE term = ?", emptied)
+        totals = {"chunks": totals["chunks"] - gone_chunks + new_chunks, "words": totals["words"] - gone_words + new_words}
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('postings', ?)", (json.dumps(totals),))
+
+    def add_postings(self, progress: Callable[[int], None] | None = None) -> bool:
+        """Give an index made by an older version its posting lists, from its stored chunks, in
+        one transaction (a few minutes at a million chunks). False when it has them already."""
+        with self._writer():
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                if self._meta("postings") is not None:
+                    self._roll_back(db)
+                    return False
+                db.execute("DELETE FROM postings")
+                db.execute("""INSERT INTO meta VALUES ('postings', '{"chunks": 0, "words": 0}')""")
+
+                def chunks() -> Iterator[tuple[int, str]]:
+                    # Streamed from SQLite: the lists are built 50,000 chunks at a time.
+                    for number, row in enumerate(db.execute("SELECT id, text FROM chunks ORDER BY id")):
+                        if progress is not None and number % 100_000 == 0:
+                            progress(number)
+                        yield row
+                self._update_postings([], chunks())
+                db.execute("COMMIT")
+            except BaseException as error:
+                self._roll_back(db)
+                failure = _storage_failure(error, self.directory)
+                if failure is not None:
+                    raise failure from error
+                raise
+        return True
 
     def _commit_generation(self, vectors: faiss.Index, generation: int) -> None:
         """Write `generation`'s vector file, then name it (and its checksum) in one COMMIT."""
@@ -779,19 +866,45 @@ class IndexStore:
                 continue
         return out
 
+    def _postings_totals(self) -> dict[str, int] | None:
+        """In a read: the posting lists' totals when keyword search reads them, else None (FTS5)."""
+        if self.keyword_search == "fts5":
+            return None
+        state = self._meta("postings")
+        if state is None:
+            return None  # an older index: `qa rebuild` gives it posting lists
+        totals = json.loads(state)
+        if self.keyword_search == "auto" and totals["chunks"] < self.vector_config.approximate_from:
+            return None
+        return totals
+
     def document_frequencies(self, terms: Sequence[str]) -> tuple[dict[str, int], int]:
         """How many chunks hold each term (as the keyword index stems it), and how many chunks
         there are: the inverse document frequencies that weight question terms.
 
-        Cached per generation: a term costs one FTS5 count (about 1-5 ms at 100k chunks) once.
+        Cached per generation: a term costs one FTS5 count (about 1-5 ms at 100k chunks) once,
+        or one lookup of its posting list's length.
         """
         current, _ = self._current()
         generation, total, known = self._frequencies
         if generation != current:
-            total = self._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+            totals = self._postings_totals()
+            if totals is not None:
+                total = totals["chunks"]
+            else:
+                total = self._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
             known = {}
             self._frequencies = (current, total, known)
         counts = {}
+        missing = [t for t in dict.fromkeys(t for t in terms if t) if t not in known]
+        if missing and self._postings_totals() is not None:
+            stems = sorted({postings.index_term(t) for t in missing})
+            rows = self._db.execute(
+                "SELECT term, chunks FROM postings WHERE term IN (SELECT value FROM json_each(?))", (json.dumps(stems),)
+            ).fetchall()
+            if len(known) >= 50_000:
+                known.clear()
+            known.update(postings.frequencies(rows, missing))
         for term in dict.fromkeys(t for t in terms if t):
             if term not in known:
                 if len(known) >= 50_000:  # a bound on memory for a long-running service
@@ -808,6 +921,14 @@ class IndexStore:
         terms = [t for t in dict.fromkeys(terms) if t]
         if not terms:
             return []
+        totals = self._postings_totals()
+        if totals is not None:
+            stems = sorted({postings.index_term(t) for t in terms})
+            lists = dict(self._db.execute(
+                "SELECT term, data FROM postings WHERE term IN (SELECT value FROM json_each(?))", (json.dumps(stems),)
+            ))
+            allowed = self.allowed_chunks(filters)
+            return postings.best_chunks(lists, totals["chunks"], totals["words"], n, allowed)
         # Each term quoted: FTS5 then reads "x-59" as the phrase "x 59", and no term is an operator.
         query = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
         if filters is None or not filters.active:

@@ -28,7 +28,7 @@ def open_backend(settings: Settings, manifest: dict[str, object], advisory: Iter
     manifest = {**manifest, "keyword_index": kind.keyword_index}
     if kind.name == "sqlite":
         return kind(settings.index_dir, manifest, advisory=advisory, maintenance=maintenance,
-                    vector_config=VectorConfig.from_settings(settings))
+                    vector_config=VectorConfig.from_settings(settings), keyword_search=settings.keyword_search)
     return kind(milvus_uri(settings), manifest, token=settings.milvus_token, prefix=settings.milvus_prefix,
                 index_type=settings.milvus_index, advisory=advisory, maintenance=maintenance)
 
@@ -43,7 +43,8 @@ def open_stored(settings: Settings, maintenance: bool = True) -> StoreBackend:
             return store
         manifest = store.manifest
         store.close()
-        return kind(settings.index_dir, manifest, vector_config=VectorConfig.from_settings(settings))
+        return kind(settings.index_dir, manifest, vector_config=VectorConfig.from_settings(settings),
+                    keyword_search=settings.keyword_search)
     return kind.open_stored(milvus_uri(settings), token=settings.milvus_token, prefix=settings.milvus_prefix,
                             index_type=settings.milvus_index, maintenance=maintenance)
 
