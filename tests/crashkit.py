@@ -31,6 +31,7 @@ from pathlib import Path
 import faiss
 import httpx
 
+from qa.postings import postings_of
 from qa import Engine, Settings
 from qa.readers import make_reader
 from qa.store import WRITE_POINTS
@@ -196,7 +197,8 @@ def inspect_index(index_dir: Path, encoder) -> dict[str, str]:
     """Open the index as a restarted service would, check it whole, and return {id: text}.
 
     Raises AssertionError naming what is wrong: SQLite's integrity check, the FTS5 index's own
-    check, counts and ids of articles, chunks, keyword rows and vectors, every chunk's text
+    check, counts and ids of articles, chunks, keyword rows and vectors, the posting lists against
+    lists built afresh from the chunks, every chunk's text
     against its article, and files left behind after the open.
     """
     engine = Engine(settings_for(index_dir), encoder=encoder, reader=make_reader("rules", encoder))
@@ -208,6 +210,8 @@ def inspect_index(index_dir: Path, encoder) -> dict[str, str]:
             articles = dict(db.execute("SELECT id, text FROM articles"))
             chunks = {row[0]: row[1:] for row in db.execute("SELECT id, article_id, start, end, text FROM chunks")}
             keyword_ids = {row[0] for row in db.execute("SELECT rowid FROM chunks_fts")}
+            lists = {term: bytes(data) for term, data in db.execute("SELECT term, data FROM postings")}
+            totals = json.loads(db.execute("SELECT value FROM meta WHERE key = 'postings'").fetchone()[0])
         left = leftovers(index_dir)
         assert not left, f"left behind after the open: {left}"
         vectors = faiss.read_index(str(Path(index_dir) / f"vectors-{generation}.faiss")) if generation else None
@@ -215,6 +219,9 @@ def inspect_index(index_dir: Path, encoder) -> dict[str, str]:
         assert set(chunks) == keyword_ids, f"chunks {len(chunks)} vs keyword rows {len(keyword_ids)}"
         assert set(chunks) == vector_ids, f"chunks {len(chunks)} vs vectors {len(vector_ids)}"
         assert {c[0] for c in chunks.values()} == set(articles), "articles without chunks, or chunks without articles"
+        expected, chunk_count, words = postings_of((i, chunks[i][3]) for i in sorted(chunks))
+        assert lists == {term: rows.tobytes() for term, rows in expected.items()}, "posting lists differ from the chunks'"
+        assert totals == {"chunks": chunk_count, "words": words}, f"posting totals {totals}"
         for chunk_id, (article_id, start, end, text) in chunks.items():
             assert articles[article_id][start:end] == text, f"chunk {chunk_id} does not match article {article_id}"
         health = engine.health()
