@@ -12,6 +12,7 @@ import faiss
 import pytest
 
 from qa import Engine
+from qa.engine import rebuild_index
 from qa.errors import StorageFailed
 from qa.postings import POSTING, analyse, best_chunks, postings_of
 from qa.records import Filters
@@ -180,3 +181,14 @@ def test_document_frequencies_come_from_the_lists(tmp_path, seed_index, encoder)
     assert counts == {"kyivstar": len(lists["kyivstar"]) // 8, "drones": len(lists["drone"]) // 8, "zyxwvut": 0}
     assert counts["drones"] > 1
     engine.close()
+
+
+def test_qa_rebuild_gives_an_older_index_its_lists(tmp_path, seed_index, encoder):
+    directory = tmp_path / "index"
+    shutil.copytree(seed_index, directory)
+    with sqlite3.connect(directory / "index.sqlite") as db:
+        db.execute("DELETE FROM postings")
+        db.execute("DELETE FROM meta WHERE key = 'postings'")
+    rebuild_index(make_settings(directory, chunk_tokens=100), encoder=encoder)
+    lists, totals = stored_lists(directory)
+    assert (lists, totals) == lists_from_scratch(directory) and totals["chunks"] > 60  # the new, smaller chunks
