@@ -21,18 +21,26 @@ import collections
 import functools
 import itertools
 import math
+import re
 import threading
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import snowballstemmer
 
-from .text import count_words, keyword_terms
+from .text import STOPWORDS, count_words, keyword_terms
 
 # One posting: a chunk that holds the term, how often, and the chunk's length in words.
 POSTING = np.dtype([("chunk", "<i4"), ("count", "<u2"), ("length", "<u2")])
 
 K1, B = 1.2, 0.75  # FTS5's bm25() defaults
+
+# How words become stored terms (`analyse`): lists of another analysis are not read (the index
+# records it), so a change here must bump it.
+ANALYSIS = 1
+
+# What joins the parts of one word in `keyword_terms` (after typography is folded).
+_JOINED = re.compile(r"['.\-]")
 
 # Below this many postings a query's scores are summed over the chunks it found (a sort);
 # above, over an array as long as the largest chunk id (no sort, but a fixed cost).
@@ -52,8 +60,19 @@ def index_term(term: str) -> str:
 
 
 def analyse(text: str) -> tuple[collections.Counter, int]:
-    """A chunk's stored terms with their counts, and its length in words (stop words included)."""
-    return collections.Counter(map(index_term, keyword_terms(text))), count_words(text)
+    """A chunk's stored terms with their counts, and its length in words (stop words included).
+
+    A word joined by hyphens, dots or apostrophes ("1994-95", "x-59", "o'brien") is stored
+    whole and also as its parts, as FTS5 splits it: a question that asks for "1994" finds it.
+    """
+    counts: collections.Counter = collections.Counter()
+    for term in keyword_terms(text):
+        counts[index_term(term)] += 1
+        if _JOINED.search(term):
+            for part in _JOINED.split(term):
+                if (len(part) > 1 or part.isdigit()) and part not in STOPWORDS:
+                    counts[index_term(part)] += 1
+    return counts, count_words(text)
 
 
 def postings_of(chunks: Iterable[tuple[int, str]], batch: int = 50_000) -> tuple[dict[str, np.ndarray], int, int]:

@@ -64,9 +64,11 @@ CREATE TABLE IF NOT EXISTS postings (term TEXT PRIMARY KEY, chunks INTEGER NOT N
 """
 
 # An index created by this version keeps posting lists from its first write (`qa.postings`);
-# meta 'postings' holds their totals, and its absence says an older index has none.
-_START_POSTINGS = """
-INSERT INTO meta SELECT 'postings', '{"chunks": 0, "words": 0}'
+# meta 'postings' holds their totals and how their words were analysed; its absence says an
+# older index has none, and lists of another analysis are as good as none (`qa rebuild`).
+_NO_POSTINGS = json.dumps({"chunks": 0, "words": 0, "analysis": postings.ANALYSIS})
+_START_POSTINGS = f"""
+INSERT INTO meta SELECT 'postings', '{_NO_POSTINGS}'
 WHERE NOT EXISTS (SELECT 1 FROM chunks) AND NOT EXISTS (SELECT 1 FROM meta WHERE key = 'postings')
 """
 
@@ -193,8 +195,8 @@ class IndexStore:
             self._check_manifest()
             self._clean_up()
             self.refresh()
-            if keyword_search != "fts5" and self._meta("postings") is None:
-                log.info("%s has no posting lists (an index of an earlier version): keyword search reads FTS5; "
+            if keyword_search != "fts5" and self._postings_state() is None:
+                log.info("%s has no posting lists of this version: keyword search reads FTS5; "
                          "`qa rebuild` adds them", self.directory)
         except sqlite3.DatabaseError as error:
             self.close()
@@ -491,7 +493,7 @@ class IndexStore:
                 db.execute("DELETE FROM chunks")
                 db.execute("DELETE FROM articles")
                 db.execute("DELETE FROM postings")
-                db.execute("""INSERT OR REPLACE INTO meta VALUES ('postings', '{"chunks": 0, "words": 0}')""")
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('postings', ?)", (_NO_POSTINGS,))
                 new_ids = self._insert(articles, chunks, ingested_at)
                 self._update_postings([], list(zip(new_ids, (c.text for c in chunks))))
                 updated = vector_index.changed(self._empty_vectors(), None, vectors,
@@ -544,10 +546,9 @@ class IndexStore:
         """In the open write transaction: the posting lists without the `removed` chunks and
         with the `added` ones, both as (chunk id, text). Nothing when the index keeps none."""
         db = self._db
-        state = self._meta("postings")
-        if state is None:
+        totals = self._postings_state()
+        if totals is None:
             return
-        totals = json.loads(state)
         gone, gone_chunks, gone_words = postings.postings_of(removed)
         new, new_chunks, new_words = postings.postings_of(added)
         removed_ids = np.asarray(sorted(chunk_id for chunk_id, _ in removed), dtype=np.int64)
@@ -567,21 +568,23 @@ class IndexStore:
                 emptied.append((term,))
         db.executemany("INSERT OR REPLACE INTO postings VALUES (?, ?, ?)", kept)
         db.executemany("DELETE FROM postings WHERE term = ?", emptied)
-        totals = {"chunks": totals["chunks"] - gone_chunks + new_chunks, "words": totals["words"] - gone_words + new_words}
+        totals = {"chunks": totals["chunks"] - gone_chunks + new_chunks, "words": totals["words"] - gone_words + new_words,
+                  "analysis": postings.ANALYSIS}
         db.execute("INSERT OR REPLACE INTO meta VALUES ('postings', ?)", (json.dumps(totals),))
 
     def add_postings(self, progress: Callable[[int], None] | None = None) -> bool:
-        """Give an index made by an older version its posting lists, from its stored chunks, in
-        one transaction (a few minutes at a million chunks). False when it has them already."""
+        """Give an index made by an older version its posting lists (or lists of this version's
+        analysis), from its stored chunks, in one transaction (a few minutes at a million
+        chunks). False when it has them already."""
         with self._writer():
             db = self._db
             try:
                 db.execute("BEGIN IMMEDIATE")
-                if self._meta("postings") is not None:
+                if self._postings_state() is not None:
                     self._roll_back(db)
                     return False
                 db.execute("DELETE FROM postings")
-                db.execute("""INSERT INTO meta VALUES ('postings', '{"chunks": 0, "words": 0}')""")
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('postings', ?)", (_NO_POSTINGS,))
 
                 def chunks() -> Iterator[tuple[int, str]]:
                     # Streamed from SQLite: the lists are built 50,000 chunks at a time.
@@ -866,14 +869,21 @@ class IndexStore:
                 continue
         return out
 
-    def _postings_totals(self) -> dict[str, int] | None:
-        """In a read: the posting lists' totals when keyword search reads them, else None (FTS5)."""
-        if self.keyword_search == "fts5":
-            return None
+    def _postings_state(self) -> dict[str, int] | None:
+        """The posting lists' totals, or None when the index keeps none of this version's."""
         state = self._meta("postings")
         if state is None:
             return None  # an older index: `qa rebuild` gives it posting lists
         totals = json.loads(state)
+        return totals if totals.get("analysis") == postings.ANALYSIS else None
+
+    def _postings_totals(self) -> dict[str, int] | None:
+        """In a read: the posting lists' totals when keyword search reads them, else None (FTS5)."""
+        if self.keyword_search == "fts5":
+            return None
+        totals = self._postings_state()
+        if totals is None:
+            return None
         if self.keyword_search == "auto" and totals["chunks"] < self.vector_config.approximate_from:
             return None
         return totals

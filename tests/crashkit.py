@@ -31,7 +31,7 @@ from pathlib import Path
 import faiss
 import httpx
 
-from qa.postings import postings_of
+from qa.postings import ANALYSIS, postings_of
 from qa import Engine, Settings
 from qa.readers import make_reader
 from qa.store import WRITE_POINTS
@@ -221,7 +221,7 @@ def inspect_index(index_dir: Path, encoder) -> dict[str, str]:
         assert {c[0] for c in chunks.values()} == set(articles), "articles without chunks, or chunks without articles"
         expected, chunk_count, words = postings_of((i, chunks[i][3]) for i in sorted(chunks))
         assert lists == {term: rows.tobytes() for term, rows in expected.items()}, "posting lists differ from the chunks'"
-        assert totals == {"chunks": chunk_count, "words": words}, f"posting totals {totals}"
+        assert totals == {"chunks": chunk_count, "words": words, "analysis": ANALYSIS}, f"posting totals {totals}"
         for chunk_id, (article_id, start, end, text) in chunks.items():
             assert articles[article_id][start:end] == text, f"chunk {chunk_id} does not match article {article_id}"
         health = engine.health()

@@ -14,7 +14,7 @@ import pytest
 from qa import Engine
 from qa.engine import rebuild_index
 from qa.errors import StorageFailed
-from qa.postings import POSTING, analyse, best_chunks, postings_of
+from qa.postings import ANALYSIS, POSTING, analyse, best_chunks, postings_of
 from qa.records import Filters
 from qa.text import keyword_terms
 
@@ -39,7 +39,7 @@ def lists_from_scratch(directory) -> tuple[dict[str, bytes], dict[str, int]]:
     with sqlite3.connect(directory / "index.sqlite") as db:
         rows = db.execute("SELECT id, text FROM chunks ORDER BY id").fetchall()
     lists, chunks, words = postings_of(rows, batch=7)  # batches that split the chunks unevenly
-    return {term: data.tobytes() for term, data in lists.items()}, {"chunks": chunks, "words": words}
+    return {term: data.tobytes() for term, data in lists.items()}, {"chunks": chunks, "words": words, "analysis": ANALYSIS}
 
 
 def test_the_lists_follow_adds_replacements_and_deletions_as_if_built_from_scratch(fresh_engine):
@@ -192,3 +192,27 @@ def test_qa_rebuild_gives_an_older_index_its_lists(tmp_path, seed_index, encoder
     rebuild_index(make_settings(directory, chunk_tokens=100), encoder=encoder)
     lists, totals = stored_lists(directory)
     assert (lists, totals) == lists_from_scratch(directory) and totals["chunks"] > 60  # the new, smaller chunks
+
+
+def test_joined_words_are_found_by_their_parts():
+    counts, length = analyse("The 1994-95 season: X-59 flights and O'Brien's 4.5 m jump.")
+    assert {"1994-95", "1994", "95", "x-59", "59", "4.5", "4", "5", "flight"} <= set(counts) and length == 10
+    lists, chunks, words = postings_of([(1, "Prices fell in 1994-95."), (2, "Prices rose in 1996.")])
+    assert best_chunks({"1994": lists["1994"].tobytes()}, chunks, words, 5)[0][0] == 1
+
+
+def test_lists_of_another_analysis_are_not_read_and_are_replaced(tmp_path, seed_index, encoder):
+    directory = tmp_path / "index"
+    shutil.copytree(seed_index, directory)
+    with sqlite3.connect(directory / "index.sqlite") as db:  # lists a later version would analyse otherwise
+        db.execute("UPDATE postings SET data = x'' WHERE term = 'kyivstar'")
+        db.execute("UPDATE meta SET value = json_set(value, '$.analysis', 0) WHERE key = 'postings'")
+    engine = Engine(make_settings(directory, reader="rules", keyword_search="postings"), encoder=encoder)
+    with engine.store.reading():
+        assert engine.store.keyword_chunks(["kyivstar"], 5)  # FTS5 reads it meanwhile
+    engine.ingest_records([NEW])  # and a write leaves the foreign lists alone
+    with sqlite3.connect(directory / "index.sqlite") as db:
+        assert json.loads(db.execute("SELECT value FROM meta WHERE key = 'postings'").fetchone()[0])["analysis"] == 0
+    assert engine.store.add_postings() is True
+    assert stored_lists(directory) == lists_from_scratch(directory)
+    engine.close()
