@@ -181,6 +181,8 @@ class IndexStore:
         # (generation, its vectors): the newest generation loaded, one tuple so that a reader
         # never pairs one generation's number with another's vectors.
         self._loaded: tuple[int, faiss.Index] = (0, self._empty_vectors())
+        # (generation, the posting lists' totals if keyword search reads them), for `_postings_totals`.
+        self._postings_read: tuple[int, dict[str, int] | None] = (-1, None)
         # (generation, chunk count, term -> chunks holding it), for `document_frequencies`.
         self._frequencies: tuple[int, int, dict[str, int]] = (-1, 0, {})
         try:
@@ -594,6 +596,8 @@ class IndexStore:
                         yield row
                 self._update_postings([], chunks())
                 db.execute("COMMIT")
+                # Read from the next generation on (other processes: from their next write or restart).
+                self._postings_read = (-1, None)
             except BaseException as error:
                 self._roll_back(db)
                 failure = _storage_failure(error, self.directory)
@@ -878,14 +882,19 @@ class IndexStore:
         return totals if totals.get("analysis") == postings.ANALYSIS else None
 
     def _postings_totals(self) -> dict[str, int] | None:
-        """In a read: the posting lists' totals when keyword search reads them, else None (FTS5)."""
+        """In a read: the posting lists' totals when keyword search reads them, else None (FTS5).
+
+        Cached per generation: every write that changes the lists commits a new one."""
         if self.keyword_search == "fts5":
             return None
+        current, _ = self._current()
+        cached = self._postings_read
+        if cached[0] == current:
+            return cached[1]
         totals = self._postings_state()
-        if totals is None:
-            return None
-        if self.keyword_search == "auto" and totals["chunks"] < self.vector_config.approximate_from:
-            return None
+        if totals is not None and self.keyword_search == "auto" and totals["chunks"] < self.vector_config.approximate_from:
+            totals = None
+        self._postings_read = (current, totals)
         return totals
 
     def document_frequencies(self, terms: Sequence[str]) -> tuple[dict[str, int], int]:
