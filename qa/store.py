@@ -34,7 +34,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, NoReturn, Sequence
 
 import faiss
 import numpy as np
@@ -455,12 +455,7 @@ class IndexStore:
                                                np.asarray(new_ids, dtype=np.int64), self.vector_config)
                 self._commit_generation(updated, generation + 1)
             except BaseException as error:
-                self._roll_back(db)
-                failure = _storage_failure(error, self.directory)
-                if failure is not None:
-                    log.info("%s", failure.message)  # the error itself carries it to the user
-                    raise failure from error
-                raise
+                self._fail_write(db, error)
             self._finish(updated, generation + 1)
         added = [i for i in ids if i not in present]
         replaced = [i for i in ids if i in present]
@@ -503,11 +498,7 @@ class IndexStore:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('manifest', ?)", (json.dumps(self.manifest),))
                 self._commit_generation(updated, generation + 1)
             except BaseException as error:
-                self._roll_back(db)
-                failure = _storage_failure(error, self.directory)
-                if failure is not None:
-                    raise failure from error
-                raise
+                self._fail_write(db, error)
             self.stale = {}
             self._finish(updated, generation + 1)
         return len(articles)
@@ -599,11 +590,7 @@ class IndexStore:
                 # Read from the next generation on (other processes: from their next write or restart).
                 self._postings_read = (-1, None)
             except BaseException as error:
-                self._roll_back(db)
-                failure = _storage_failure(error, self.directory)
-                if failure is not None:
-                    raise failure from error
-                raise
+                self._fail_write(db, error)
         return True
 
     def _commit_generation(self, vectors: faiss.Index, generation: int) -> None:
@@ -620,6 +607,15 @@ class IndexStore:
         self._install(generation, vectors)
         self._remove_other_generations(generation)
         reached("cleaned")
+
+    def _fail_write(self, db: sqlite3.Connection, error: BaseException) -> NoReturn:
+        """Roll the write back and raise: `StorageFailed` when the disk refused it, else `error`."""
+        self._roll_back(db)
+        failure = _storage_failure(error, self.directory)
+        if failure is not None:
+            log.info("%s", failure.message)  # the error itself carries it to the user
+            raise failure from error
+        raise error
 
     @staticmethod
     def _roll_back(db: sqlite3.Connection) -> None:

@@ -26,6 +26,20 @@ NEW = {"id": "new-1", "text": "The Zorblat bridge over the Dnipro was reopened o
        "Officials said 300 trucks crossed it within a day. The Zorblat bridge had been shut since May."}
 
 
+def index_copy(tmp_path, seed_index, *statements: str):
+    """A private copy of the seed index, changed by `statements` (SQL) first."""
+    directory = tmp_path / "index"
+    shutil.copytree(seed_index, directory)
+    with sqlite3.connect(directory / "index.sqlite") as db:
+        for statement in statements:
+            db.execute(statement)
+    return directory
+
+
+# What an index of an earlier version holds: no posting lists.
+EARLIER = ("DELETE FROM postings", "DELETE FROM meta WHERE key = 'postings'")
+
+
 def stored_lists(directory) -> tuple[dict[str, bytes], dict[str, int]]:
     with sqlite3.connect(directory / "index.sqlite") as db:
         lists = {term: bytes(data) for term, data in db.execute("SELECT term, data FROM postings")}
@@ -82,8 +96,7 @@ def test_scores_are_fts5s_bm25_over_the_services_terms():
 
 
 def test_postings_search_finds_the_chunks_fts5_finds(tmp_path, seed_index, encoder):
-    directory = tmp_path / "index"
-    shutil.copytree(seed_index, directory)
+    directory = index_copy(tmp_path, seed_index)
     questions = ["Kyivstar cyber attack", "How many drones over Bryansk and Kursk?", "Which operator lost its network?",
                  "Who leads the Russian delegation in the talks?", "What did the air force say about the missiles?"]
     found = {}
@@ -100,8 +113,7 @@ def test_postings_search_finds_the_chunks_fts5_finds(tmp_path, seed_index, encod
 
 
 def test_auto_reads_the_lists_from_the_size_the_vectors_turn_approximate(tmp_path, seed_index, encoder):
-    directory = tmp_path / "index"
-    shutil.copytree(seed_index, directory)
+    directory = index_copy(tmp_path, seed_index)
     terms = keyword_terms("Kyivstar mobile operator cyber attack")
     results = {}
     for name, overrides in {"fts5": {"keyword_search": "fts5"}, "postings": {"keyword_search": "postings"},
@@ -116,8 +128,7 @@ def test_auto_reads_the_lists_from_the_size_the_vectors_turn_approximate(tmp_pat
 
 
 def test_a_filter_restricts_the_lists_search(tmp_path, seed_index, encoder):
-    directory = tmp_path / "index"
-    shutil.copytree(seed_index, directory)
+    directory = index_copy(tmp_path, seed_index)
     engine = Engine(make_settings(directory, reader="rules", keyword_search="postings"), encoder=encoder)
     keep = Filters(article_ids=("002_3806188b7ba67ac3",))
     with engine.store.reading():
@@ -146,11 +157,7 @@ def test_a_failed_write_leaves_the_lists_as_they_were(fresh_engine, monkeypatch)
 
 
 def test_an_older_index_searches_fts5_until_given_its_lists(tmp_path, seed_index, encoder):
-    directory = tmp_path / "index"
-    shutil.copytree(seed_index, directory)
-    with sqlite3.connect(directory / "index.sqlite") as db:  # as an index of an earlier version
-        db.execute("DELETE FROM postings")
-        db.execute("DELETE FROM meta WHERE key = 'postings'")
+    directory = index_copy(tmp_path, seed_index, *EARLIER)
     engine = Engine(make_settings(directory, reader="rules", keyword_search="postings"), encoder=encoder)
     terms = keyword_terms("Kyivstar mobile operator")
     with engine.store.reading():
@@ -171,8 +178,7 @@ def test_an_older_index_searches_fts5_until_given_its_lists(tmp_path, seed_index
 
 
 def test_document_frequencies_come_from_the_lists(tmp_path, seed_index, encoder):
-    directory = tmp_path / "index"
-    shutil.copytree(seed_index, directory)
+    directory = index_copy(tmp_path, seed_index)
     engine = Engine(make_settings(directory, reader="rules", keyword_search="postings"), encoder=encoder)
     with engine.store.reading():
         counts, total = engine.store.document_frequencies(["kyivstar", "drones", "zyxwvut"])
@@ -184,11 +190,7 @@ def test_document_frequencies_come_from_the_lists(tmp_path, seed_index, encoder)
 
 
 def test_qa_rebuild_gives_an_older_index_its_lists(tmp_path, seed_index, encoder):
-    directory = tmp_path / "index"
-    shutil.copytree(seed_index, directory)
-    with sqlite3.connect(directory / "index.sqlite") as db:
-        db.execute("DELETE FROM postings")
-        db.execute("DELETE FROM meta WHERE key = 'postings'")
+    directory = index_copy(tmp_path, seed_index, *EARLIER)
     rebuild_index(make_settings(directory, chunk_tokens=100), encoder=encoder)
     lists, totals = stored_lists(directory)
     assert (lists, totals) == lists_from_scratch(directory) and totals["chunks"] > 60  # the new, smaller chunks
@@ -202,11 +204,9 @@ def test_joined_words_are_found_by_their_parts():
 
 
 def test_lists_of_another_analysis_are_not_read_and_are_replaced(tmp_path, seed_index, encoder):
-    directory = tmp_path / "index"
-    shutil.copytree(seed_index, directory)
-    with sqlite3.connect(directory / "index.sqlite") as db:  # lists a later version would analyse otherwise
-        db.execute("UPDATE postings SET data = x'' WHERE term = 'kyivstar'")
-        db.execute("UPDATE meta SET value = json_set(value, '$.analysis', 0) WHERE key = 'postings'")
+    directory = index_copy(tmp_path, seed_index,  # lists an earlier analysis made
+                           "UPDATE postings SET data = x'' WHERE term = 'kyivstar'",
+                           "UPDATE meta SET value = json_set(value, '$.analysis', 0) WHERE key = 'postings'")
     engine = Engine(make_settings(directory, reader="rules", keyword_search="postings"), encoder=encoder)
     with engine.store.reading():
         assert engine.store.keyword_chunks(["kyivstar"], 5)  # FTS5 reads it meanwhile
