@@ -45,7 +45,7 @@ class Settings:
     batch_size: int = _setting(64, "texts embedded per batch", "QA_BATCH_SIZE")
     approximate_from: int = _setting(100_000, "vectors from which dense search is approximate (FAISS HNSW over float16 vectors); exact below", "QA_APPROXIMATE_FROM")
     ef_search: int = _setting(384, "approximate search: graph nodes a query keeps in view (HNSW efSearch); more finds more of the exact neighbours, slower", "QA_EF_SEARCH")
-    keyword_search: str = _setting("auto", "keyword search: auto (BM25 over the index's posting lists from QA_APPROXIMATE_FROM chunks, FTS5 below), fts5, or postings", "QA_KEYWORD_SEARCH")
+    keyword_search: str = _setting("auto", "sqlite: keyword search: auto (BM25 over the index's posting lists from QA_APPROXIMATE_FROM chunks, FTS5 below), fts5, or postings", "QA_KEYWORD_SEARCH")
     keyword_common: int = _setting(2000, "keyword search leaves out a question's words held by more chunks than this (never its two rarest); 0 keeps every word", "QA_KEYWORD_COMMON")
     top_k: int = _setting(3, "answers returned by default", "QA_TOP_K")
     passages: int = _setting(8, "passages the reader reads for a question", "QA_PASSAGES")
