@@ -35,7 +35,10 @@ import numpy as np
 from .articles import analyse
 from .engine import Engine
 from .evaluate import bootstrap_interval, f1_score, load_news, load_squad
-from .readers.factory import SHIPPED_READER
+from .embedding import make_encoder
+from .readers.factory import SHIPPED_READER, hybrid
+from .readers.neural import load_neural_reader
+from .readers.rules import RuleReader
 from .readers.hybrid import HybridReader, HybridWeights
 from .settings import Settings
 from .training.export import write_model_card
@@ -74,12 +77,15 @@ class Row:
     texts: tuple[str, ...] = ()
 
 
-def collect(files: Sequence[Path], settings: Settings) -> list[Row]:
-    """For every question: gold answers and every candidate's features and F1."""
+def collect(files: Sequence[Path], settings: Settings, reader_dir: Path = SHIPPED_READER) -> list[Row]:
+    """For every question: gold answers and every candidate's features and F1, read by the span
+    model in `reader_dir` (the shipped one, or a newly trained one to compare)."""
     rows = []
+    encoder = make_encoder(settings)
     for path in files:
         with tempfile.TemporaryDirectory() as directory:
-            engine = Engine(dataclasses.replace(settings, index_dir=Path(directory), milvus_uri="", reader="hybrid"))
+            engine = Engine(dataclasses.replace(settings, index_dir=Path(directory), milvus_uri=""), encoder=encoder,
+                            reader=hybrid(load_neural_reader(reader_dir), RuleReader(encoder), reader_dir))
             if path.suffix == ".json":
                 articles, questions = load_squad(path)
                 engine.ingest([analyse(a) for a in articles])
@@ -248,10 +254,11 @@ def report(rows: list[Row], results: dict[str, dict]) -> dict[str, dict[str, str
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="qa tune-reader", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reader-dir", default=str(SHIPPED_READER))
+    parser.add_argument("--reader-dir", default=str(SHIPPED_READER),
+                        help="the reader folder whose span model is tuned, and where its settings are saved")
     parser.add_argument("--dry-run", action="store_true", help="print the settings, do not save them")
     args = parser.parse_args(argv)
-    rows = collect(DEV_SETS, Settings.from_env())
+    rows = collect(DEV_SETS, Settings.from_env(), Path(args.reader_dir))
     log.info("collected candidates for %d questions", len(rows))
     results = tune(rows)
     if not results:

@@ -62,3 +62,24 @@ def test_bootstrap_interval_is_seeded_and_holds_the_mean():
     assert (low, high) == bootstrap_interval(values)
     assert low < 0.75 < high and 0.5 < low and high <= 1.0
     assert bootstrap_interval([1.0] * 10) == (1.0, 1.0)
+
+
+def test_collect_reads_with_the_span_model_of_the_reader_folder_it_is_given(tmp_path):
+    import json
+    import shutil
+
+    from qa.readers.factory import SHIPPED_READER
+    from qa.settings import Settings
+    from qa.tuning import collect
+    from tests.conftest import CORPUS
+
+    questions = tmp_path / "news.jsonl"
+    questions.write_text("".join(open("data/news_dev.jsonl").readlines()[:2]))
+    folder = tmp_path / "reader"
+    shutil.copytree(SHIPPED_READER, folder)
+    config = json.loads((folder / "reader.json").read_text())
+    (folder / "reader.json").write_text(json.dumps({**config, "max_answer_tokens": 1}))  # one word piece at most
+    settings = Settings.from_env(corpus_dir=CORPUS)
+    shipped, capped = collect([questions], settings), collect([questions], settings, folder)
+    # "Oleksiy Kuleba" is two word pieces or more: only the shipped folder's span model finds it whole.
+    assert shipped[0].span_f1.max() == 1.0 and capped[0].span_f1.max() < 1.0
