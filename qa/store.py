@@ -566,9 +566,9 @@ class IndexStore:
         db.execute("INSERT OR REPLACE INTO meta VALUES ('postings', ?)", (json.dumps(totals),))
 
     def add_postings(self, progress: Callable[[int], None] | None = None) -> bool:
-        """Give an index made by an older version its posting lists (or lists of this version's
-        analysis), from its stored chunks, in one transaction (a few minutes at a million
-        chunks). False when it has them already."""
+        """Build the posting lists of an index that has none of this version's (one made by an
+        earlier version) from its stored chunks, in one transaction: a few minutes at a million
+        chunks. False when it has them already."""
         with self._writer():
             db = self._db
             try:
@@ -587,8 +587,9 @@ class IndexStore:
                         yield row
                 self._update_postings([], chunks())
                 db.execute("COMMIT")
-                # Read from the next generation on (other processes: from their next write or restart).
+                # Read from now on here (other processes: from their next write or restart).
                 self._postings_read = (-1, None)
+                self._frequencies = (-1, 0, {})
             except BaseException as error:
                 self._fail_write(db, error)
         return True
