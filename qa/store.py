@@ -200,6 +200,7 @@ class IndexStore:
             if keyword_search != "fts5" and self._postings_state() is None:
                 log.info("%s has no posting lists of this version: keyword search reads FTS5; "
                          "`qa rebuild` adds them", self.directory)
+            _warm_page_cache(self._connect, self._path)
         except sqlite3.DatabaseError as error:
             self.close()
             if _corrupt(error):
@@ -966,6 +967,33 @@ class IndexStore:
         if db is not None:
             db.close()
             self._local.db = None
+
+
+def _warm_page_cache(connect: Callable[[], sqlite3.Connection], path: Path) -> None:
+    """Read the chunks and articles once, on a background thread at the lowest priority, so that
+    the OS caches their pages: every search reads chunks from all over the database, and at a
+    million chunks (3 GB) the first searches after a cold start took 19 ms p50 against 12 with it
+    cached. Only when the file fits in a quarter of the free memory.
+
+    Through SQLite, on a connection of its own: a second file descriptor of the database, once
+    closed, would drop the process's POSIX locks on it (SQLite's documented hazard), and
+    `posix_fadvise(WILLNEED)` did nothing on this machine's disk."""
+    try:
+        size = path.stat().st_size
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return
+    if size > free // 4:
+        return
+
+    def read() -> None:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # this thread only
+        with contextlib.suppress(sqlite3.Error), contextlib.closing(connect()) as db:
+            db.execute("SELECT max(length(text)) FROM chunks").fetchone()
+            db.execute("SELECT max(length(title)) FROM articles").fetchone()
+
+    threading.Thread(target=read, name="qa-warm-cache", daemon=True).start()
 
 
 def _file_digest(path: Path) -> tuple[int, str]:

@@ -216,3 +216,30 @@ def test_lists_of_another_analysis_are_not_read_and_are_replaced(tmp_path, seed_
     assert engine.store.add_postings() is True
     assert stored_lists(directory) == lists_from_scratch(directory)
     engine.close()
+
+
+def test_opening_an_index_reads_its_chunks_once_in_the_background_when_they_fit(tmp_path, seed_index, monkeypatch):
+    import os
+    import threading
+
+    from qa import store
+
+    directory = index_copy(tmp_path, seed_index)
+    path = directory / "index.sqlite"
+
+    def read_bytes() -> int:
+        return int(dict(line.split(": ") for line in open("/proc/self/io").read().splitlines())["rchar"])
+
+    def warmed() -> int:
+        before = read_bytes()
+        store._warm_page_cache(lambda: sqlite3.connect(path), path)
+        for thread in threading.enumerate():
+            if thread.name == "qa-warm-cache":
+                thread.join(10)
+        return read_bytes() - before
+
+    with sqlite3.connect(path) as db:
+        texts = db.execute("SELECT sum(length(text)) FROM chunks").fetchone()[0]
+    assert warmed() >= texts
+    monkeypatch.setattr(os, "sysconf", lambda name: 1 if name == "SC_AVPHYS_PAGES" else 4096)  # no memory free
+    assert warmed() < texts
