@@ -121,12 +121,16 @@ class Engine:
         questions = [self._check_text(q, "question") for q in questions]
         top_k = _check_k(self.settings.top_k if top_k is None else top_k)
         filters = _check_filters(filters)
-        # Passages that hold too little of a question's rare words are about something else:
-        # no answer, whatever the span model makes of them (the gate is tuned with the reader).
+        # Passages that hold too little of a question's rare words, or not the names it asks
+        # about, are about something else: no answer, whatever the span model makes of them (the
+        # gates are tuned with the reader).
         gate = float(getattr(self.reader, "min_coverage", 0.0))
+        names = getattr(self.reader, "max_unmatched_names", None)
         with self.store.reading():
             passages = self.retriever.retrieve_many(questions, self.settings.passages, filters)
-            related = [gate <= 0 or self.retriever.coverage(q, p) >= gate for q, p in zip(questions, passages)]
+            related = [(gate <= 0 or self.retriever.coverage(q, p) >= gate)
+                       and (names is None or self.retriever.unmatched_names(q, p) <= names)
+                       for q, p in zip(questions, passages)]
         return [self.reader.read(q, p, top_k) if ok else [] for q, p, ok in zip(questions, passages, related)]
 
     def cite(self, text: str, k: int = 5, filters: Filters | None = None) -> list[Match]:

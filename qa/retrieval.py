@@ -13,6 +13,7 @@ Dense retrieval finds paraphrases; keyword retrieval finds the rare names and nu
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+import difflib
 from dataclasses import dataclass
 import math
 import os
@@ -24,7 +25,7 @@ import numpy as np
 from .errors import BadInput
 from .records import Filters, Passage
 from .backends.base import StoreBackend
-from .text import keyword_terms, split_sentences, term_stem
+from .text import keyword_terms, split_sentences, term_stem, words
 
 # Convex fusion re-ranks this many of its best candidates by sentence support (measured on the
 # SQuAD dev part: 10, 20 and all 100 rank alike; 20 costs a couple of milliseconds).
@@ -32,6 +33,11 @@ RERANK_DEPTH = 20
 
 # A question's rarest words always go to keyword search, however many chunks hold them.
 KEEP_RAREST = 2
+
+# A question's name is held by a passage word this alike (difflib's ratio, 1 = the same), so a
+# letter or two misspelt or transliterated otherwise does not count as missing. Chosen before
+# measuring, not tuned: 0.8 lets "Setanta" match "Sentanta" and "Norse" match "Nors".
+NAME_SPELLING = 0.8
 
 
 _POOL: ThreadPoolExecutor | None = None
@@ -194,6 +200,20 @@ class Retriever:
             return 1.0
         held = {term_stem(t) for p in passages for t in keyword_terms(p.text)}
         return sum(w for stem, w in weights.items() if stem in held) / whole
+
+    @staticmethod
+    def unmatched_names(query: str, passages: Sequence[Passage]) -> int:
+        """How many of the query's names no passage (nor its article's title) holds.
+
+        A name is a capitalised word after the query's first: "Which air defence system did
+        Poland send?" over passages that never say "Poland" is about something they do not
+        report, however well its other words match. Coverage weighs such a word like any rare
+        word; this counts it alone. A name spelt a letter or two off ("Zelenskiy", "Setanta")
+        still counts as held: people misspell names, and news spells them several ways.
+        """
+        held = {term_stem(t) for p in passages for t in keyword_terms(f"{p.title}\n{p.text}")}
+        names = {term_stem(t) for s, e in words(query)[1:] if query[s].isupper() for t in keyword_terms(query[s:e])}
+        return sum(1 for name in names - held if not difflib.get_close_matches(name, held, 1, NAME_SPELLING))
 
     def _hybrid(self, queries: Sequence[str], vectors: np.ndarray, n: int, depth: int, filters: Filters | None):
         """Milvus's hybrid search in place of our fusion (QA_FUSION=hybrid-rrf or hybrid-weighted)."""

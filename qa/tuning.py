@@ -56,6 +56,8 @@ GRID = {
     "min_support": (0.0, 0.3, 0.4, 0.5),
 }
 COVERAGE_GRID = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6)
+# The names gate: off (None), or no answer when a name of the question is in no passage.
+NAMES_GRID = (None, 0)
 # Abstaining may cost answerable questions at most this much F1 against never abstaining, on
 # each dev set; the same rule sets the span model's own threshold (qa/training). Within it, the
 # setting that abstains on the most unanswerable questions (best v2 overall) wins.
@@ -75,6 +77,7 @@ class Row:
     margins: np.ndarray  # the span model's candidates: adjusted margin
     span_f1: np.ndarray  # their F1
     texts: tuple[str, ...] = ()
+    unmatched_names: int = 0  # the question's names that no passage holds
 
 
 def collect(files: Sequence[Path], settings: Settings, reader_dir: Path = SHIPPED_READER) -> list[Row]:
@@ -110,6 +113,7 @@ def collect(files: Sequence[Path], settings: Settings, reader_dir: Path = SHIPPE
                     path.name, bool(question.answers), engine.retriever.coverage(question.text, passages), best_support,
                     np.array([[c.margin, c.support, c.form, c.counted, c.echo] for c in candidates]).reshape(-1, 5),
                     scored(texts), np.array(margins), scored(span_texts), tuple(texts),
+                    engine.retriever.unmatched_names(question.text, passages),
                 ))
             engine.close()
     return rows
@@ -161,20 +165,28 @@ class Outcome:
         return answerable, overall
 
 
+def _names_pass(unmatched: np.ndarray, max_unmatched: int | None) -> np.ndarray:
+    return np.ones(len(unmatched), bool) if max_unmatched is None else unmatched <= max_unmatched
+
+
 def _search(outcome: Outcome, best: np.ndarray, f1: np.ndarray, support: np.ndarray, coverage: np.ndarray,
-            thresholds, min_supports) -> tuple[tuple, dict] | None:
-    """The best (threshold, min_support, min_coverage) for one way of scoring candidates."""
+            unmatched: np.ndarray, thresholds, min_supports) -> tuple[tuple, dict] | None:
+    """The best (threshold, min_support, min_coverage, max_unmatched_names) for one way of
+    scoring candidates."""
     has = np.isfinite(best)
     ceiling, _ = outcome.scores(f1, has)
     found = None
-    for min_support, min_coverage, threshold in itertools.product(min_supports, COVERAGE_GRID, thresholds):
-        answered = has & (best >= threshold) & (support >= min_support) & (coverage >= min_coverage)
+    for max_unmatched, min_support, min_coverage, threshold in itertools.product(
+            NAMES_GRID, min_supports, COVERAGE_GRID, thresholds):
+        answered = (has & (best >= threshold) & (support >= min_support) & (coverage >= min_coverage)
+                    & _names_pass(unmatched, max_unmatched))
         answerable, overall = outcome.scores(f1, answered)
         if any(answerable[name] < ceiling[name] - ANSWER_COST for name in ceiling):
             continue
         key = (float(np.mean(list(overall.values()))), float(np.mean(list(answerable.values()))))
         if found is None or key > found[0]:
-            found = (key, {"threshold": round(float(threshold), 3), "min_support": min_support, "min_coverage": min_coverage})
+            found = (key, {"threshold": round(float(threshold), 3), "min_support": min_support, "min_coverage": min_coverage,
+                           "max_unmatched_names": max_unmatched})
     return found
 
 
@@ -184,23 +196,24 @@ def tune(rows: list[Row]) -> dict[str, dict]:
     outcome = Outcome(rows)
     support = np.array([r.best_support for r in rows])
     coverage = np.array([r.coverage for r in rows])
+    unmatched = np.array([r.unmatched_names for r in rows])
     results: dict[str, dict] = {}
 
     best, f1 = neural_scores(rows)
     finite = best[np.isfinite(best)]
     thresholds = np.unique(np.round(np.quantile(finite, np.linspace(0.0, 0.9, 46)), 3)) if finite.size else [0.0]
-    found = _search(outcome, best, f1, np.ones(len(rows)), coverage, [-1e9, *thresholds], (0.0,))
+    found = _search(outcome, best, f1, np.ones(len(rows)), coverage, unmatched, [-1e9, *thresholds], (0.0,))
     if found:
         setting = found[1]
         results["neural"] = {"key": found[0], "threshold": setting["threshold"], "min_coverage": setting["min_coverage"],
-                             "best": best, "f1": f1}
+                             "max_unmatched_names": setting["max_unmatched_names"], "best": best, "f1": f1}
 
     top_key, top = None, None
     for span, sentence, form, counted, echo in itertools.product(*(GRID[k] for k in ("span", "sentence", "form", "counted", "echo"))):
         weights = HybridWeights(span, sentence, form, counted, echo, 0.0, -1e9)
         best, f1 = hybrid_scores(rows, weights)
         ceiling = span + sentence + form
-        found = _search(outcome, best, f1, support, coverage, [-1e9, *np.linspace(0.2 * ceiling, 0.9 * ceiling, 15)],
+        found = _search(outcome, best, f1, support, coverage, unmatched, [-1e9, *np.linspace(0.2 * ceiling, 0.9 * ceiling, 15)],
                         GRID["min_support"])
         if found and (top_key is None or found[0] > top_key):
             top_key = found[0]
@@ -213,11 +226,14 @@ def tune(rows: list[Row]) -> dict[str, dict]:
 def answered_mask(rows: list[Row], result: dict) -> np.ndarray:
     """Which questions a tuned setting answers."""
     coverage = np.array([r.coverage for r in rows])
+    unmatched = np.array([r.unmatched_names for r in rows])
     if "weights" in result:
         w = result["weights"]
         support = np.array([r.best_support for r in rows])
-        return np.isfinite(result["best"]) & (result["best"] >= w.threshold) & (support >= w.min_support) & (coverage >= w.min_coverage)
-    return np.isfinite(result["best"]) & (result["best"] >= result["threshold"]) & (coverage >= result["min_coverage"])
+        return (np.isfinite(result["best"]) & (result["best"] >= w.threshold) & (support >= w.min_support)
+                & (coverage >= w.min_coverage) & _names_pass(unmatched, w.max_unmatched_names))
+    return (np.isfinite(result["best"]) & (result["best"] >= result["threshold"]) & (coverage >= result["min_coverage"])
+            & _names_pass(unmatched, result["max_unmatched_names"]))
 
 
 def report(rows: list[Row], results: dict[str, dict]) -> dict[str, dict[str, str]]:
@@ -269,7 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     chosen = max(results, key=lambda name: results[name]["key"])
     for name, result in results.items():
         setting = dataclasses.asdict(result["weights"]) if "weights" in result else {
-            "threshold": result["threshold"], "min_coverage": result["min_coverage"]}
+            "threshold": result["threshold"], "min_coverage": result["min_coverage"],
+            "max_unmatched_names": result["max_unmatched_names"]}
         print(f"{name}: mean v2 overall {result['key'][0]:.4f}, mean answerable F1 {result['key'][1]:.4f}: {setting}")
     print(f"default reader: {chosen}")
     if not args.dry_run:
@@ -280,6 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "neural" in results:
             config["threshold"] = results["neural"]["threshold"]
             config["min_coverage"] = results["neural"]["min_coverage"]
+            config["max_unmatched_names"] = results["neural"]["max_unmatched_names"]
         config["default"] = chosen
         config["tuning"] = {"date": datetime.date.today().isoformat(), "report": report(rows, results)}
         path.write_text(json.dumps(config, indent=2) + "\n")

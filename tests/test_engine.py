@@ -3,6 +3,7 @@
 import pytest
 
 from qa.errors import BadInput, NotFound
+from qa.retrieval import Retriever
 
 
 def check_offsets(engine, answer):
@@ -98,6 +99,45 @@ def test_coverage_says_how_much_of_a_questions_rare_words_the_passages_hold(seed
     # Half-related: "capital" is in the articles, "France" is not and weighs more.
     assert 0.0 < coverage("What is the capital of France?") < 0.5
     assert coverage("?!") == 1.0  # nothing to judge by
+
+
+def test_unmatched_names_counts_the_questions_names_no_passage_holds(seed_engine):
+    def unmatched(question):
+        return seed_engine.retriever.unmatched_names(question, seed_engine.search(question, 8))
+
+    assert unmatched("Which telecoms operator did Russian hackers break into?") == 0
+    assert unmatched("How many drones did Kyiv's defences shoot down?") == 0  # "Kyiv's" is Kyiv
+    assert unmatched("How many drones did Kyiv's defences shoot down over Lisbon and Porto?") == 2
+    # The first word is capitalised whatever it is: it names nothing.
+    assert unmatched("Lisbon: how many drones did Kyiv's defences shoot down?") == 0
+
+
+def test_unmatched_names_reads_the_articles_titles_too():
+    from qa.records import Passage
+
+    passage = Passage("a", "Kyivstar hit by cyberattack", 0, 30, "The operator said service is back.", 1.0)
+    assert Retriever.unmatched_names("When did Kyivstar say its service was back?", [passage]) == 0
+    assert Retriever.unmatched_names("When did Vodafone say its service was back?", [passage]) == 1
+
+
+def test_the_names_gate_refuses_a_question_about_a_name_the_passages_lack(fresh_engine):
+    import dataclasses
+
+    related = "How many drones did Kyiv's defences shoot down?"
+    elsewhere = "How many drones did Kyiv's defences shoot down over Lisbon?"
+    reader = fresh_engine.reader
+
+    def set_gate(value):
+        if hasattr(reader, "weights"):
+            reader.weights = dataclasses.replace(reader.weights, max_unmatched_names=value, min_coverage=0.0)
+        else:
+            reader.max_unmatched_names, reader.min_coverage = value, 0.0
+
+    set_gate(None)
+    assert fresh_engine.ask(elsewhere)  # its other words match a sentence that counts drones
+    set_gate(0)
+    assert fresh_engine.ask(elsewhere) == []
+    assert fresh_engine.ask(related)[0].text == "7"
 
 
 def test_the_coverage_gate_refuses_what_the_passages_do_not_touch(fresh_engine):

@@ -6,10 +6,11 @@ from qa.evaluate import bootstrap_interval
 from qa.tuning import ANSWER_COST, Outcome, Row, answered_mask, tune
 
 
-def row(name, answerable, margin, support, f1, coverage=1.0, span_margin=None, span_f1=None):
+def row(name, answerable, margin, support, f1, coverage=1.0, span_margin=None, span_f1=None, unmatched=0):
     """One question with one candidate, scored alike by both readers unless told otherwise."""
     return Row(name, answerable, coverage, support, np.array([[margin, support, 1.0, 0.0, 0.0]]), np.array([f1]),
-               np.array([margin if span_margin is None else span_margin]), np.array([f1 if span_f1 is None else span_f1]))
+               np.array([margin if span_margin is None else span_margin]), np.array([f1 if span_f1 is None else span_f1]),
+               unmatched_names=unmatched)
 
 
 def scores(rows, result):
@@ -44,6 +45,25 @@ def test_the_retrieval_gate_refuses_questions_whose_rare_words_the_passages_lack
         assert answered["news"] == 1.0 and overall["news"] == 1.0, reader
         gate = result["weights"].min_coverage if "weights" in result else result["min_coverage"]
         assert 0.1 < gate <= 0.7, reader
+
+
+def names_gate(result):
+    return result["weights"].max_unmatched_names if "weights" in result else result["max_unmatched_names"]
+
+
+def test_the_names_gate_is_set_only_where_it_pays():
+    # Unanswerable questions name what the passages lack and look like the answerable ones in
+    # every other way: only the names gate refuses them.
+    rows = ([row("news", True, 9.0, 0.8, 1.0) for _ in range(6)]
+            + [row("news", False, 9.0, 0.8, 0.0, unmatched=1) for _ in range(3)])
+    for reader, result in tune(rows).items():
+        assert names_gate(result) == 0, reader
+        assert scores(rows, result)[1]["news"] == 1.0, reader
+    # Answerable questions that lack a name too: refusing them costs more than the budget, so
+    # the gate stays off.
+    rows += [row("news", True, 9.0, 0.8, 1.0, unmatched=1) for _ in range(2)]
+    for reader, result in tune(rows).items():
+        assert names_gate(result) is None, reader
 
 
 def test_the_default_reader_follows_the_measurement():

@@ -39,8 +39,10 @@ class HybridWeights:
     echo: float = 0.5
     min_support: float = 0.4
     threshold: float = 0.9
-    # The engine's gate: the least share of the question's rare words the passages must hold.
+    # The engine's gates: the least share of the question's rare words the passages must hold,
+    # and the most names of the question they may lack (None: not gated on names).
     min_coverage: float = 0.0
+    max_unmatched_names: int | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,10 @@ class HybridReader:
     @property
     def min_coverage(self) -> float:
         return self.weights.min_coverage
+
+    @property
+    def max_unmatched_names(self) -> int | None:
+        return self.weights.max_unmatched_names
 
     def candidates(self, question: str, passages: Sequence[Passage], spans=None) -> tuple[list[Candidate], float]:
         """Every candidate span with its features, and the best support of their sentences.

@@ -49,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
     "n_best": 20,
     "support_weight": 1.0,
     "min_coverage": 0.0,
+    "max_unmatched_names": None,
 }
 
 # Characters trimmed from the edges of an answer span.
@@ -133,6 +134,7 @@ class SpanReader:
         n_best: int = DEFAULTS["n_best"],
         support_weight: float = DEFAULTS["support_weight"],
         min_coverage: float = DEFAULTS["min_coverage"],
+        max_unmatched_names: int | None = DEFAULTS["max_unmatched_names"],
         batch_size: int = 64,
     ):
         """`threshold`: minimum adjusted margin (span score - null score) for an answer.
@@ -144,6 +146,8 @@ class SpanReader:
 
         `min_coverage`: the engine answers only when the passages hold at least this share of
         the question's rare words (`Retriever.coverage`); the reader itself does not use it.
+        `max_unmatched_names`: nor when more of the question's names than this are in no passage
+        (`Retriever.unmatched_names`; None: no such gate).
         """
         self.tokenizer = tokenizer
         # A fast tokenizer keeps its truncation and padding settings in itself and changes them
@@ -156,6 +160,7 @@ class SpanReader:
         self.n_best = int(n_best)
         self.support_weight = float(support_weight)
         self.min_coverage = float(min_coverage)
+        self.max_unmatched_names = None if max_unmatched_names is None else int(max_unmatched_names)
         self.batch_size = int(batch_size)
 
     # -- the one model-specific part ---------------------------------------------------------
@@ -298,7 +303,8 @@ def _load_tokenizer(path: Path):
 
 
 def _settings(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    keys = ("max_length", "stride", "max_answer_tokens", "threshold", "n_best", "support_weight", "min_coverage")
+    keys = ("max_length", "stride", "max_answer_tokens", "threshold", "n_best", "support_weight", "min_coverage",
+            "max_unmatched_names")
     settings = {k: config[k] for k in keys if k in config}
     settings.update({k: v for k, v in overrides.items() if v is not None})
     return settings

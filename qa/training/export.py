@@ -278,6 +278,10 @@ arithmetic or inference do not.
     (out / "MODEL_CARD.md").write_text(card, encoding="utf-8")
 
 
+def _gate(value: Any) -> str:
+    return "off" if value is None else str(value)
+
+
 def _service_section(config: dict[str, Any]) -> str:
     """How the service uses the model, as `qa tune-reader` last set it (empty before that)."""
     tuning = config.get("tuning")
@@ -302,7 +306,9 @@ retrieval over each set's own articles, the top answer):
 Both answer only when the retrieved passages hold at least `min_coverage` of the question's rare
 words, by inverse document frequency (neural {config.get('min_coverage', 0.0)}, hybrid {hybrid.get('min_coverage', 0.0)}): a question
 the articles do not touch ("What is the capital of France?") gets no answer, whatever span the
-model likes. Each setting is the one with the best mean v2 overall over the dev sets among those
+model likes. A second gate, `max_unmatched_names`, refuses a question when more of its names
+(capitalised words after the first) than that are in no retrieved passage nor its title (neural
+{_gate(config.get('max_unmatched_names'))}, hybrid {_gate(hybrid.get('max_unmatched_names'))}). Each setting is the one with the best mean v2 overall over the dev sets among those
 that cost no set's answerable questions more than 0.03 F1 against never abstaining.
 `QA_READER=auto` uses the better of the two: **{config.get('default', 'hybrid')}**.
 
