@@ -223,6 +223,23 @@ def tune(rows: list[Row]) -> dict[str, dict]:
     return results
 
 
+def measure(rows: list[Row], config: dict) -> dict[str, dict]:
+    """The settings a reader.json holds, as they stand (no search): the same shape as `tune`'s."""
+    outcome = Outcome(rows)
+    results: dict[str, dict] = {}
+    best, f1 = neural_scores(rows)
+    result = {"best": best, "f1": f1, "threshold": config.get("threshold", 0.0),
+              "min_coverage": config.get("min_coverage", 0.0), "max_unmatched_names": config.get("max_unmatched_names")}
+    results["neural"] = result
+    weights = HybridWeights(**config.get("hybrid", {}))
+    best, f1 = hybrid_scores(rows, weights)
+    results["hybrid"] = {"best": best, "f1": f1, "weights": weights}
+    for result in results.values():
+        answerable, overall = outcome.scores(result["f1"], answered_mask(rows, result))
+        result["key"] = (float(np.mean(list(overall.values()))), float(np.mean(list(answerable.values()))))
+    return results
+
+
 def answered_mask(rows: list[Row], result: dict) -> np.ndarray:
     """Which questions a tuned setting answers."""
     coverage = np.array([r.coverage for r in rows])
@@ -273,10 +290,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reader-dir", default=str(SHIPPED_READER),
                         help="the reader folder whose span model is tuned, and where its settings are saved")
     parser.add_argument("--dry-run", action="store_true", help="print the settings, do not save them")
+    parser.add_argument("--measure", action="store_true",
+                        help="do not tune: measure the settings reader.json holds (and save the figures, unless --dry-run)")
     args = parser.parse_args(argv)
+    path = Path(args.reader_dir) / "reader.json"
     rows = collect(DEV_SETS, Settings.from_env(), Path(args.reader_dir))
     log.info("collected candidates for %d questions", len(rows))
-    results = tune(rows)
+    results = measure(rows, json.loads(path.read_text())) if args.measure else tune(rows)
     if not results:
         print("no setting keeps every dev set's answerable F1 within the allowed cost")
         return 1
@@ -290,7 +310,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{name}: mean v2 overall {result['key'][0]:.4f}, mean answerable F1 {result['key'][1]:.4f}: {setting}")
     print(f"default reader: {chosen}")
     if not args.dry_run:
-        path = Path(args.reader_dir) / "reader.json"
         config = json.loads(path.read_text())
         if "hybrid" in results:
             config["hybrid"] = dataclasses.asdict(results["hybrid"]["weights"])
@@ -299,7 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             config["min_coverage"] = results["neural"]["min_coverage"]
             config["max_unmatched_names"] = results["neural"]["max_unmatched_names"]
         config["default"] = chosen
-        config["tuning"] = {"date": datetime.date.today().isoformat(), "report": report(rows, results)}
+        config["tuning"] = {"date": datetime.date.today().isoformat(), "how": "measured" if args.measure else "tuned",
+                            "report": report(rows, results)}
         path.write_text(json.dumps(config, indent=2) + "\n")
         if "command" in config:  # a reader trained here: its card shows the new setting
             write_model_card(path.parent, config, config["command"])

@@ -103,3 +103,21 @@ def test_collect_reads_with_the_span_model_of_the_reader_folder_it_is_given(tmp_
     shipped, capped = collect([questions], settings), collect([questions], settings, folder)
     # "Oleksiy Kuleba" is two word pieces or more: only the shipped folder's span model finds it whole.
     assert shipped[0].span_f1.max() == 1.0 and capped[0].span_f1.max() < 1.0
+
+
+def test_measure_scores_the_settings_as_they_stand():
+    from qa.tuning import measure
+
+    rows = ([row("news", True, 9.0, 0.8, 1.0) for _ in range(3)]
+            + [row("news", True, 1.0, 0.8, 1.0)]
+            + [row("news", False, 9.0, 0.8, 0.0, unmatched=1)])
+    config = {"threshold": 5.0, "min_coverage": 0.0, "max_unmatched_names": None,
+              "hybrid": {"span": 1.0, "sentence": 0.0, "form": 0.0, "counted": 0.0, "echo": 0.0,
+                         "min_support": 0.0, "threshold": 0.0, "max_unmatched_names": 0}}
+    results = measure(rows, config)
+    # neural: the weak right answer is refused by the threshold, the unanswerable one answered.
+    assert list(answered_mask(rows, results["neural"])) == [True, True, True, False, True]
+    assert results["neural"]["key"] == (3 / 5, 3 / 4)
+    # hybrid: no threshold to speak of, but the names gate refuses the unanswerable question.
+    assert list(answered_mask(rows, results["hybrid"])) == [True, True, True, True, False]
+    assert results["hybrid"]["key"] == (1.0, 1.0)

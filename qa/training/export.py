@@ -278,6 +278,14 @@ arithmetic or inference do not.
     (out / "MODEL_CARD.md").write_text(card, encoding="utf-8")
 
 
+def _how(tuning: dict[str, Any]) -> str:
+    if tuning.get("how") == "measured":
+        return ("These settings were chosen as `docs/measurements.md` tells, not by the search of\n"
+                "`qa tune-reader`; the figures below measure them as they stand.")
+    return ("Each setting is the one with the best mean v2 overall over the dev sets among those\n"
+            "that cost no set's answerable questions more than 0.03 F1 against never abstaining.")
+
+
 def _gate(value: Any) -> str:
     return "off" if value is None else str(value)
 
@@ -293,7 +301,7 @@ def _service_section(config: dict[str, Any]) -> str:
         for name, figures in tuning.get("report", {}).items())
     return f"""## In the service
 
-`qa tune-reader` ({tuning.get('date', '?')}) tuned two ways of using the model end to end on the
+`qa tune-reader{' --measure' if tuning.get('how') == 'measured' else ''}` ({tuning.get('date', '?')}) {tuning.get('how', 'tuned')} two ways of using the model end to end on the
 dev sets (`data/squad/dev-v2.0-part.json`, `data/news_dev.jsonl`, `data/news_unanswerable_dev.jsonl`;
 retrieval over each set's own articles, the top answer):
 
@@ -308,8 +316,7 @@ words, by inverse document frequency (neural {config.get('min_coverage', 0.0)}, 
 the articles do not touch ("What is the capital of France?") gets no answer, whatever span the
 model likes. A second gate, `max_unmatched_names`, refuses a question when more of its names
 (capitalised words after the first) than that are in no retrieved passage nor its title (neural
-{_gate(config.get('max_unmatched_names'))}, hybrid {_gate(hybrid.get('max_unmatched_names'))}). Each setting is the one with the best mean v2 overall over the dev sets among those
-that cost no set's answerable questions more than 0.03 F1 against never abstaining.
+{_gate(config.get('max_unmatched_names'))}, hybrid {_gate(hybrid.get('max_unmatched_names'))}). {_how(tuning)}
 `QA_READER=auto` uses the better of the two: **{config.get('default', 'hybrid')}**.
 
 | reader and set | answerable F1 [95% bootstrap] | answerable abstained | unanswerable abstained | v2 overall [95% bootstrap] |
