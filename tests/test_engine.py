@@ -149,11 +149,11 @@ def test_the_coverage_gate_refuses_what_the_passages_do_not_touch(fresh_engine):
     assert held[off_topic] < held[related]
     reader = fresh_engine.reader
 
-    def set_gate(value):
+    def set_gate(value):  # the names gate off: this test is about coverage alone
         if hasattr(reader, "weights"):
-            reader.weights = dataclasses.replace(reader.weights, min_coverage=value)
+            reader.weights = dataclasses.replace(reader.weights, min_coverage=value, max_unmatched_names=None)
         else:
-            reader.min_coverage = value
+            reader.min_coverage, reader.max_unmatched_names = value, None
 
     set_gate(0.0)
     assert fresh_engine.ask(off_topic)  # the span model alone finds a count of drones
