@@ -165,8 +165,16 @@ class Outcome:
         return answerable, overall
 
 
-def _names_pass(unmatched: np.ndarray, max_unmatched: int | None) -> np.ndarray:
-    return np.ones(len(unmatched), bool) if max_unmatched is None else unmatched <= max_unmatched
+def _answered(best: np.ndarray, support: np.ndarray, coverage: np.ndarray, unmatched: np.ndarray,
+              threshold: float, min_support: float, min_coverage: float, max_unmatched: int | None) -> np.ndarray:
+    """Which questions one setting answers: the engine's gates and the reader's threshold."""
+    names = np.ones(len(best), bool) if max_unmatched is None else unmatched <= max_unmatched
+    return np.isfinite(best) & (best >= threshold) & (support >= min_support) & (coverage >= min_coverage) & names
+
+
+def _key(answerable: dict[str, float], overall: dict[str, float]) -> tuple[float, float]:
+    """What a setting is judged by: mean v2 overall over the dev sets, then mean answerable F1."""
+    return float(np.mean(list(overall.values()))), float(np.mean(list(answerable.values())))
 
 
 def _search(outcome: Outcome, best: np.ndarray, f1: np.ndarray, support: np.ndarray, coverage: np.ndarray,
@@ -178,12 +186,11 @@ def _search(outcome: Outcome, best: np.ndarray, f1: np.ndarray, support: np.ndar
     found = None
     for max_unmatched, min_support, min_coverage, threshold in itertools.product(
             NAMES_GRID, min_supports, COVERAGE_GRID, thresholds):
-        answered = (has & (best >= threshold) & (support >= min_support) & (coverage >= min_coverage)
-                    & _names_pass(unmatched, max_unmatched))
+        answered = _answered(best, support, coverage, unmatched, threshold, min_support, min_coverage, max_unmatched)
         answerable, overall = outcome.scores(f1, answered)
         if any(answerable[name] < ceiling[name] - ANSWER_COST for name in ceiling):
             continue
-        key = (float(np.mean(list(overall.values()))), float(np.mean(list(answerable.values()))))
+        key = _key(answerable, overall)
         if found is None or key > found[0]:
             found = (key, {"threshold": round(float(threshold), 3), "min_support": min_support, "min_coverage": min_coverage,
                            "max_unmatched_names": max_unmatched})
@@ -235,8 +242,7 @@ def measure(rows: list[Row], config: dict) -> dict[str, dict]:
     best, f1 = hybrid_scores(rows, weights)
     results["hybrid"] = {"best": best, "f1": f1, "weights": weights}
     for result in results.values():
-        answerable, overall = outcome.scores(result["f1"], answered_mask(rows, result))
-        result["key"] = (float(np.mean(list(overall.values()))), float(np.mean(list(answerable.values()))))
+        result["key"] = _key(*outcome.scores(result["f1"], answered_mask(rows, result)))
     return results
 
 
@@ -247,10 +253,10 @@ def answered_mask(rows: list[Row], result: dict) -> np.ndarray:
     if "weights" in result:
         w = result["weights"]
         support = np.array([r.best_support for r in rows])
-        return (np.isfinite(result["best"]) & (result["best"] >= w.threshold) & (support >= w.min_support)
-                & (coverage >= w.min_coverage) & _names_pass(unmatched, w.max_unmatched_names))
-    return (np.isfinite(result["best"]) & (result["best"] >= result["threshold"]) & (coverage >= result["min_coverage"])
-            & _names_pass(unmatched, result["max_unmatched_names"]))
+        return _answered(result["best"], support, coverage, unmatched, w.threshold, w.min_support, w.min_coverage,
+                         w.max_unmatched_names)
+    return _answered(result["best"], np.ones(len(rows)), coverage, unmatched, result["threshold"], 0.0,
+                     result["min_coverage"], result["max_unmatched_names"])
 
 
 def report(rows: list[Row], results: dict[str, dict]) -> dict[str, dict[str, str]]:
