@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -31,10 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from qa.articles import analyse  # noqa: E402
 from qa.embedding import make_encoder  # noqa: E402
-from qa.engine import Engine  # noqa: E402
-from qa.evaluate import _holds_answer, f1_score, load_news, load_squad  # noqa: E402
+from qa.evaluate import _holds_answer, dev_engine, dev_questions, f1_score  # noqa: E402
 from qa.readers.factory import SHIPPED_READER  # noqa: E402
 from qa.readers.hybrid import HybridReader, HybridWeights  # noqa: E402
 from qa.readers.neural import load_neural_reader  # noqa: E402
@@ -50,15 +47,9 @@ def best_f1(text: str, answers) -> float:
 
 def losses(path: Path, reader_dir: Path, weights: HybridWeights, settings: Settings) -> dict:
     encoder = make_encoder(settings)
-    with tempfile.TemporaryDirectory() as directory:
-        reader = HybridReader(load_neural_reader(reader_dir), RuleReader(encoder), weights)
-        engine = Engine(dataclasses.replace(settings, index_dir=Path(directory), milvus_uri=""), encoder=encoder, reader=reader)
-        if path.suffix == ".json":
-            articles, questions = load_squad(path)
-            engine.ingest([analyse(a) for a in articles])
-        else:
-            questions = load_news(path)
-            engine.ingest_paths([settings.corpus_dir])
+    reader = HybridReader(load_neural_reader(reader_dir), RuleReader(encoder), weights)
+    with dev_engine(path, settings, encoder=encoder, reader=reader) as engine:
+        questions = dev_questions(path)
         cases: dict[str, list[float]] = {"no passage": [], "other passage": [], "right passage": []}
         top, chosen_right = [], []
         for question in (q for q in questions if q.answers):
@@ -77,7 +68,6 @@ def losses(path: Path, reader_dir: Path, weights: HybridWeights, settings: Setti
             chosen_right.append(best_f1(passages[right.passage].text[right.start:right.end], question.answers) if right else 0.0)
             case = "no passage" if not any(holds) else "right passage" if holds[best.passage] else "other passage"
             cases[case].append(f1)
-        engine.close()
     n = max(1, len(top))
     return {
         "file": path.name,

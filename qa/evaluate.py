@@ -11,6 +11,7 @@ Answers are scored with SQuAD's normalisation (lower case, no punctuation, no ar
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import json
 import re
@@ -19,6 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -102,6 +104,31 @@ def load_news(path: Path) -> list[Question]:
     return questions
 
 
+@contextlib.contextmanager
+def dev_engine(path: Path, settings: Settings, **engine_args) -> Iterator[Engine]:
+    """An engine over a throwaway index of a dev set's articles: a SQuAD file's own, or
+    `QA_CORPUS_DIR` for a JSONL file (news questions, citations). On milvus the index is a Lite
+    file in the same temporary folder, never the configured server. `engine_args` go to Engine
+    (an encoder or reader already loaded)."""
+    with tempfile.TemporaryDirectory(prefix="qa-eval-") as directory:
+        engine = Engine(dataclasses.replace(settings, index_dir=Path(directory), milvus_uri=""), **engine_args)
+        try:
+            if path.suffix == ".json":
+                from .articles import analyse
+
+                engine.ingest([analyse(a) for a in load_squad(path)[0]])
+            else:
+                engine.ingest_paths([settings.corpus_dir])
+            yield engine
+        finally:
+            engine.close()
+
+
+def dev_questions(path: Path) -> list[Question]:
+    """A dev set's questions: a SQuAD file's, or a news JSONL file's."""
+    return load_squad(path)[1] if path.suffix == ".json" else load_news(path)
+
+
 def evaluate_file(path: str | Path, settings: Settings, limit: int | None = None, reader: str | None = None,
                   gold_passages: bool = False, search_only: bool = False) -> dict:
     path = Path(path)
@@ -109,28 +136,16 @@ def evaluate_file(path: str | Path, settings: Settings, limit: int | None = None
         raise BadInput("not_found", f"{path}: no such file")
     if reader:
         settings = dataclasses.replace(settings, reader=reader)
-    with tempfile.TemporaryDirectory(prefix="qa-eval-") as directory:
-        # A throwaway index: on milvus a Lite file in the same folder, never the configured server.
-        settings = dataclasses.replace(settings, index_dir=Path(directory), milvus_uri="")
-        if path.suffix == ".json":
-            articles, questions = load_squad(path)
-            engine = Engine(settings)
-            from .articles import analyse
-
-            engine.ingest([analyse(a) for a in articles])
-        else:
+    with dev_engine(path, settings) as engine:
+        if path.suffix != ".json":
             first = json.loads(next(l for l in path.read_text(encoding="utf-8").splitlines() if l.strip()))
-            engine = Engine(settings)
-            engine.ingest_paths([settings.corpus_dir])
             if "kind" in first:
                 from .citescore import score_citations
 
                 items = [json.loads(l) for l in path.read_text(encoding="utf-8").splitlines() if l.strip()][:limit]
                 return score_citations(engine.citation_finder, items)
-            questions = load_news(path)
-        questions = questions[:limit]
+        questions = dev_questions(path)[:limit]
         report = score_search(engine, questions) if search_only else score_questions(engine, questions, gold_passages)
-        engine.close()
         return {"file": str(path), "reader": engine.reader.name, **report}
 
 

@@ -26,15 +26,12 @@ import datetime
 import itertools
 import json
 import logging
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .articles import analyse
-from .engine import Engine
-from .evaluate import bootstrap_interval, f1_score, load_news, load_squad
+from .evaluate import bootstrap_interval, dev_engine, dev_questions, f1_score
 from .embedding import make_encoder
 from .readers.factory import SHIPPED_READER, hybrid
 from .readers.neural import load_neural_reader
@@ -86,15 +83,9 @@ def collect(files: Sequence[Path], settings: Settings, reader_dir: Path = SHIPPE
     rows = []
     encoder = make_encoder(settings)
     for path in files:
-        with tempfile.TemporaryDirectory() as directory:
-            engine = Engine(dataclasses.replace(settings, index_dir=Path(directory), milvus_uri=""), encoder=encoder,
-                            reader=hybrid(load_neural_reader(reader_dir), RuleReader(encoder), reader_dir))
-            if path.suffix == ".json":
-                articles, questions = load_squad(path)
-                engine.ingest([analyse(a) for a in articles])
-            else:
-                questions = load_news(path)
-                engine.ingest_paths([settings.corpus_dir])
+        with dev_engine(path, settings, encoder=encoder,
+                        reader=hybrid(load_neural_reader(reader_dir), RuleReader(encoder), reader_dir)) as engine:
+            questions = dev_questions(path)
             reader: HybridReader = engine.reader
             spans = reader.span_reader
             for question in questions:
@@ -115,7 +106,6 @@ def collect(files: Sequence[Path], settings: Settings, reader_dir: Path = SHIPPE
                     scored(texts), np.array(margins), scored(span_texts), tuple(texts),
                     engine.retriever.unmatched_names(question.text, passages),
                 ))
-            engine.close()
     return rows
 
 
