@@ -4,7 +4,7 @@ import pytest
 
 from qa.readers.base import answer_in_passage, best_distinct
 from qa.readers.hybrid import _reshape, has_form
-from qa.readers.rules import DATE, ENTITY, PERSON, PLACE, QUANTITY, question_type
+from qa.readers.rules import DATE, ENTITY, PERSON, PLACE, QUANTITY, RuleReader, question_type
 from qa.records import Passage
 from qa.text import normalize_word, words
 
@@ -22,6 +22,18 @@ from qa.text import normalize_word, words
 ])
 def test_question_types(question, kind):
     assert question_type(question) == kind
+
+
+@pytest.mark.parametrize("text, number, question, fits", [
+    # The words right after the number are read, not the sentence's first words.
+    ("Drones hit the city as 7 missiles, 2 planes and 40 drones flew in.", "7", "How many drones flew in?", 0.0),
+    ("Drones hit the city as 7 missiles, 2 planes and 40 drones flew in.", "40", "How many drones flew in?", 1.0),
+    ("As a result, two people were injured.", "two", "How many people were injured?", 1.0),
+    ("As a result, two people were injured.", "two", "When were they injured?", 0.0),
+])
+def test_a_number_fits_what_how_many_counts(text, number, question, fits):
+    end = text.index(number) + len(number)
+    assert RuleReader.counted_noun_fit(text, end, question) == fits
 
 
 def question_words(question):

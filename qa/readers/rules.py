@@ -253,5 +253,6 @@ class RuleReader:
         if not asked:
             return 0.0
         nouns = {term_stem(normalize_word(w)) for w in asked.group(1).split()} - {term_stem(w) for w in STOPWORDS}
-        following = [term_stem(normalize_word(text[s:e])) for s, e in words(text[end:end + 60])][:4]
+        after = text[end:end + 60]  # words() gives offsets within this slice
+        following = [term_stem(normalize_word(after[s:e])) for s, e in words(after)][:4]
         return 1.0 if nouns & set(following) else 0.0
