@@ -50,7 +50,6 @@ GRID = {
     "form": (0.0, 0.2, 0.4),
     "counted": (0.0, 0.3, 0.6),
     "echo": (0.0, 0.5, 1.0),
-    "apart": (0.0, 0.5, 1.0),
     "min_support": (0.0, 0.3, 0.4, 0.5),
 }
 COVERAGE_GRID = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6)
@@ -70,7 +69,7 @@ class Row:
     answerable: bool
     coverage: float
     best_support: float
-    features: np.ndarray  # hybrid candidates: [margin, support, form, counted, echo, apart]
+    features: np.ndarray  # hybrid candidates: [margin, support, form, counted, echo]
     f1: np.ndarray  # each hybrid candidate's F1 against the gold answers (0 if unanswerable)
     margins: np.ndarray  # the span model's candidates: adjusted margin
     span_f1: np.ndarray  # their F1
@@ -103,7 +102,7 @@ def collect(files: Sequence[Path], settings: Settings, reader_dir: Path = SHIPPE
                     return np.array([max(f1_score(t, g) for g in question.answers) for t in candidate_texts])
                 rows.append(Row(
                     path.name, bool(question.answers), engine.retriever.coverage(question.text, passages), best_support,
-                    np.array([[c.margin, c.support, c.form, c.counted, c.echo, c.apart] for c in candidates]).reshape(-1, 6),
+                    np.array([[c.margin, c.support, c.form, c.counted, c.echo] for c in candidates]).reshape(-1, 5),
                     scored(texts), np.array(margins), scored(span_texts), tuple(texts),
                     engine.retriever.unmatched_names(question.text, passages),
                 ))
@@ -117,7 +116,7 @@ def hybrid_scores(rows: list[Row], weights: HybridWeights) -> tuple[np.ndarray, 
         if len(row.features):
             f = row.features
             scores = (weights.span / (1 + np.exp(-f[:, 0] / 4)) + weights.sentence * f[:, 1] + weights.form * f[:, 2]
-                      + weights.counted * f[:, 3] - weights.echo * f[:, 4] - weights.apart * f[:, 5])
+                      + weights.counted * f[:, 3] - weights.echo * f[:, 4])
             k = int(np.argmax(scores))
             best[i], f1[i] = scores[k], row.f1[k]
     return best, f1
@@ -207,10 +206,8 @@ def tune(rows: list[Row]) -> dict[str, dict]:
                              "max_unmatched_names": setting["max_unmatched_names"], "best": best, "f1": f1}
 
     top_key, top = None, None
-    names = ("span", "sentence", "form", "counted", "echo", "apart")
-    for values in itertools.product(*(GRID[k] for k in names)):
-        weights = HybridWeights(**dict(zip(names, values)), min_support=0.0, threshold=-1e9)
-        span, sentence, form = values[:3]
+    for span, sentence, form, counted, echo in itertools.product(*(GRID[k] for k in ("span", "sentence", "form", "counted", "echo"))):
+        weights = HybridWeights(span, sentence, form, counted, echo, 0.0, -1e9)
         best, f1 = hybrid_scores(rows, weights)
         ceiling = span + sentence + form
         found = _search(outcome, best, f1, support, coverage, unmatched, [-1e9, *np.linspace(0.2 * ceiling, 0.9 * ceiling, 15)],

@@ -8,7 +8,7 @@ from qa.tuning import ANSWER_COST, Outcome, Row, answered_mask, tune
 
 def row(name, answerable, margin, support, f1, coverage=1.0, span_margin=None, span_f1=None, unmatched=0):
     """One question with one candidate, scored alike by both readers unless told otherwise."""
-    return Row(name, answerable, coverage, support, np.array([[margin, support, 1.0, 0.0, 0.0, 0.0]]), np.array([f1]),
+    return Row(name, answerable, coverage, support, np.array([[margin, support, 1.0, 0.0, 0.0]]), np.array([f1]),
                np.array([margin if span_margin is None else span_margin]), np.array([f1 if span_f1 is None else span_f1]),
                unmatched_names=unmatched)
 

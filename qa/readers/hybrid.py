@@ -9,7 +9,6 @@ knows what form the question asks for. Each candidate span gets
             + w_form * (1 if the span has the asked-for form)
             + w_counted * (1 if it is a number of what "how many X" counts)
             - w_echo * (share of it that repeats the question)
-            - w_apart * (1 if its passage lacks one of the question's names)
 
 and the articles answer only when the best sentence support reaches `min_support` and the best
 score reaches `threshold`. The weights are tuned on the dev sets (see `qa/models/reader/reader.json`).
@@ -25,7 +24,6 @@ from typing import Sequence
 import numpy as np
 
 from ..records import Answer, Passage
-from ..retrieval import Retriever
 from ..text import STOPWORDS, normalize_word, words
 from .base import answer_in_passage, best_distinct
 from .neural import SpanReader, trim_span
@@ -45,10 +43,6 @@ class HybridWeights:
     # and the most names of the question they may lack (None: not gated on names).
     min_coverage: float = 0.0
     max_unmatched_names: int | None = None
-    # The names gate per candidate: a span from a passage that lacks one of the question's names
-    # (a count of people hurt in Kyiv for a question about Kherson) is most likely about
-    # something else, even when the other passages hold the name.
-    apart: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -61,7 +55,6 @@ class Candidate:
     form: float
     counted: float
     echo: float
-    apart: float = 0.0
 
 
 def has_form(text: str, kind: str) -> bool:
@@ -127,7 +120,6 @@ class HybridReader:
             if home is not None:
                 needed[home] = True
         support = self.rules.rank_sentences(question, sentences, needed)
-        apart = {i: float(Retriever.unmatched_names(question, [passages[i]]) > 0) for i in {span.passage for span, _, _ in shaped}}
         out = []
         for (span, start, end), home in zip(shaped, homes):
             passage = passages[span.passage]
@@ -136,8 +128,7 @@ class HybridReader:
             echo = sum(w in question_words for w in span_words) / len(span_words) if span_words else 1.0
             counted = self.rules.counted_noun_fit(passage.text, end, question) if kind == QUANTITY else 0.0
             value = float(support[home]) if home is not None else 0.0
-            out.append(Candidate(span.passage, start, end, span.margin, value, float(has_form(text, kind)), counted, echo,
-                                 apart[span.passage]))
+            out.append(Candidate(span.passage, start, end, span.margin, value, float(has_form(text, kind)), counted, echo))
         best = max((float(support[i]) for i, n in enumerate(needed) if n), default=0.0)
         return out, best
 
@@ -149,7 +140,6 @@ class HybridReader:
             + w.form * candidate.form
             + w.counted * candidate.counted
             - w.echo * candidate.echo
-            - w.apart * candidate.apart
         )
 
     def unit_score(self, value: float) -> float:

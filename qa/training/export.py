@@ -316,9 +316,7 @@ words, by inverse document frequency (neural {config.get('min_coverage', 0.0)}, 
 the articles do not touch ("What is the capital of France?") gets no answer, whatever span the
 model likes. A second gate, `max_unmatched_names`, refuses a question when more of its names
 (capitalised words after the first) than that are in no retrieved passage nor its title (neural
-{_gate(config.get('max_unmatched_names'))}, hybrid {_gate(hybrid.get('max_unmatched_names'))}); the hybrid also docks a span by `apart`
-= {hybrid.get('apart', 0.0)} when its own passage lacks one of the question's names (a count of the injured in Kyiv
-for a question about Kherson). {_how(tuning)}
+{_gate(config.get('max_unmatched_names'))}, hybrid {_gate(hybrid.get('max_unmatched_names'))}). {_how(tuning)}
 `QA_READER=auto` uses the better of the two: **{config.get('default', 'hybrid')}**.
 
 | reader and set | answerable F1 [95% bootstrap] | answerable abstained | unanswerable abstained | v2 overall [95% bootstrap] |
