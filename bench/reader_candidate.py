@@ -1,0 +1,147 @@
+"""A candidate reader against the shipped one, on the dev sets, by the rule a new reader ships by.
+
+Collects what retrieval and each span model find for every dev question (about 2 minutes a
+reader; `--rows DIR` keeps them), then prints:
+
+- the candidate tuned by `qa tune-reader`'s own search, and measured with reader.json's settings;
+- per dev set, the paired difference (candidate tuned minus the shipped reader as shipped) in v2
+  overall and answerable F1, with 95% bootstrap intervals;
+- whether the tuned candidate meets the news targets of issue 10 (news_dev: at most one answerable
+  question abstained, both unanswerable ones abstained, answerable F1 >= 0.85;
+  news_unanswerable_dev: at least 15 of 16 abstained);
+- with `--frontier`, the best SQuAD figures among all hybrid settings of the tuner's grid that
+  meet those targets: a diagnostic of what the targets cost, not a way to pick settings (it looks
+  at the targets, and ignores the tuner's answer budget).
+
+A candidate ships only if its tuned settings meet every news target, its tuner key (mean v2
+overall over the three dev sets) beats the shipped reader's, the SQuAD v2 difference is not
+surely negative, and the full suite passes with it installed (the seed questions of
+tests/test_engine.py are not in any dev set).
+
+    .venv/bin/python bench/reader_candidate.py DIR [--rows ROWS_DIR] [--frontier]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import os
+import pickle
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from qa import tuning  # noqa: E402
+from qa.evaluate import bootstrap_interval  # noqa: E402
+from qa.readers.factory import SHIPPED_READER  # noqa: E402
+from qa.readers.hybrid import HybridWeights  # noqa: E402
+from qa.settings import Settings  # noqa: E402
+from tuning_holdout import per_question  # noqa: E402
+
+SQUAD, NEWS, UNRELATED = (path.name for path in tuning.DEV_SETS)
+
+
+def rows_of(reader_dir: Path, cache: Path | None) -> list[tuning.Row]:
+    if cache and cache.is_file():
+        return pickle.loads(cache.read_bytes())
+    rows = tuning.collect(tuning.DEV_SETS, Settings.from_env(), reader_dir)
+    if cache:
+        cache.write_bytes(pickle.dumps(rows))
+    return rows
+
+
+def news_targets(outcome: tuning.Outcome, f1: np.ndarray, answered: np.ndarray) -> bool:
+    """Issue 10's news targets, on one way of answering (EM is read as F1 here: `qa eval` has EM)."""
+    news, unrelated = outcome.sets.index(NEWS), outcome.sets.index(UNRELATED)
+    answerable = (outcome.set_of == news) & outcome.answerable
+    unanswerable = (outcome.set_of == news) & ~outcome.answerable
+    return bool((~answered[answerable]).sum() <= 1 and not answered[unanswerable].any()
+                and answered[outcome.set_of == unrelated].sum() <= 1
+                and (f1[answerable] * answered[answerable]).mean() >= 0.85)
+
+
+def show(title: str, rows: list[tuning.Row], results: dict[str, dict]) -> None:
+    print(f"== {title}")
+    for name, figures in tuning.report(rows, results).items():
+        print(f"  {name}: " + "; ".join(f"{k} {v}" for k, v in figures.items()))
+    for name, result in results.items():
+        print(f"  {name}: tuner key {result['key'][0]:.4f}")
+
+
+def frontier(rows: list[tuning.Row]) -> None:
+    """The best SQuAD answerable F1 and v2 overall among hybrid settings that meet the targets."""
+    outcome = tuning.Outcome(rows)
+    squad = outcome.set_of == outcome.sets.index(SQUAD)
+    support, coverage, unmatched = (np.array([getattr(r, k) for r in rows]) for k in
+                                    ("best_support", "coverage", "unmatched_names"))
+    best_f1, best_v2, met = None, None, 0
+    names = ("span", "sentence", "form", "counted", "echo")
+    for values in itertools.product(*(tuning.GRID[k] for k in names)):
+        weights = HybridWeights(**dict(zip(names, values)), min_support=0.0, threshold=-1e9)
+        best, f1 = tuning.hybrid_scores(rows, weights)
+        top = sum(values[:3])
+        for gate, min_support, min_coverage, threshold in itertools.product(
+                tuning.NAMES_GRID, tuning.GRID["min_support"], tuning.COVERAGE_GRID, np.linspace(0.2 * top, 0.9 * top, 15)):
+            answered = tuning._answered(best, support, coverage, unmatched, threshold, min_support, min_coverage, gate)
+            if not news_targets(outcome, f1, answered):
+                continue
+            met += 1
+            v = outcome.per_question(f1, answered)
+            figures = (v[squad & outcome.answerable].mean(), v[squad].mean(),
+                       dict(zip(names, values), threshold=round(float(threshold), 3), min_support=min_support,
+                            min_coverage=min_coverage, max_unmatched_names=gate))
+            best_f1 = max(best_f1 or figures, figures, key=lambda f: f[0])
+            best_v2 = max(best_v2 or figures, figures, key=lambda f: f[1])
+    print(f"== frontier: {met} hybrid settings meet every news target")
+    for label, figures in (("best answerable F1", best_f1), ("best v2 overall", best_v2)):
+        if figures:
+            print(f"  {label}: SQuAD answerable F1 {figures[0]:.3f}, v2 overall {figures[1]:.3f}, {figures[2]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("candidate", help="a reader folder (model.onnx, tokenizer, reader.json)")
+    parser.add_argument("--rows", help="a folder to keep the collected candidates in (shipped.pkl, candidate.pkl)")
+    parser.add_argument("--frontier", action="store_true", help="also search the settings that meet the news targets")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    cache = Path(args.rows) if args.rows else None
+    if cache:
+        cache.mkdir(parents=True, exist_ok=True)
+    shipped_rows = rows_of(SHIPPED_READER, cache / "shipped.pkl" if cache else None)
+    rows = rows_of(Path(args.candidate), cache / "candidate.pkl" if cache else None)
+    config = json.loads((SHIPPED_READER / "reader.json").read_text())
+    default = config.get("default", "hybrid")
+
+    shipped = tuning.measure(shipped_rows, config)
+    show("shipped reader, as shipped", shipped_rows, shipped)
+    tuned = tuning.tune(rows)
+    show("candidate, tuned", rows, tuned)
+    show("candidate, with the shipped settings", rows, tuning.measure(rows, config))
+
+    chosen = max(tuned, key=lambda name: tuned[name]["key"])
+    outcome = tuning.Outcome(rows)
+    mine, theirs = per_question(rows, tuned[chosen]), per_question(shipped_rows, shipped[default])
+    print(f"== candidate tuned ({chosen}) - shipped ({default}), paired")
+    for k, name in enumerate(outcome.sets):
+        for what, mask in (("v2 overall", outcome.set_of == k), ("answerable F1", (outcome.set_of == k) & outcome.answerable)):
+            if mask.any():
+                d = mine[mask] - theirs[mask]
+                lo, hi = bootstrap_interval(d)
+                print(f"  {name} {what}: {d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]")
+    answered = tuning.answered_mask(rows, tuned[chosen])
+    print(f"  tuner key {tuned[chosen]['key'][0]:.4f} against {shipped[default]['key'][0]:.4f}; "
+          f"news targets {'met' if news_targets(outcome, tuned[chosen]['f1'], answered) else 'MISSED'}")
+    if args.frontier:
+        frontier(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
