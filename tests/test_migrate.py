@@ -59,6 +59,7 @@ def source(tmp_path, seed_index, encoder):
 
 def test_migrate_to_milvus_and_back_carries_every_article_chunk_and_vector(source, tmp_path, encoder, monkeypatch, capsys):
     original = contents(source.settings)
+    before = best_answers(source)
     monkeypatch.setenv("QA_INDEX_DIR", str(source.settings.index_dir))
     monkeypatch.setenv("QA_BACKEND", "sqlite")
     source.close()  # `qa migrate` runs as its own command, beside no service
@@ -75,7 +76,9 @@ def test_migrate_to_milvus_and_back_carries_every_article_chunk_and_vector(sourc
     try:
         assert engine.health()["backend"] == "milvus" and engine.health()["articles"] == 6
         answers = best_answers(engine)
-        assert [a[0][0] for a in answers[:2]] == ["7", "Kyivstar"] and answers[2]
+        # The same answers as before the move (what they are is the reader's business, not this
+        # test's: tests/test_engine.py checks them).
+        assert all(answers) and [a[0][0] for a in answers] == [a[0][0] for a in before]
         for (text, article_id, start, end), in answers:
             assert engine.article(article_id).text[start:end] == text
     finally:
