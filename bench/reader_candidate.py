@@ -28,7 +28,6 @@ import itertools
 import json
 import logging
 import os
-import pickle
 import sys
 from pathlib import Path
 
@@ -41,19 +40,9 @@ from qa import tuning  # noqa: E402
 from qa.evaluate import bootstrap_interval  # noqa: E402
 from qa.readers.factory import SHIPPED_READER  # noqa: E402
 from qa.readers.hybrid import HybridWeights  # noqa: E402
-from qa.settings import Settings  # noqa: E402
-from tuning_holdout import per_question  # noqa: E402
+from tuning_holdout import per_question, rows_of  # noqa: E402
 
 SQUAD, NEWS, UNRELATED = (path.name for path in tuning.DEV_SETS)
-
-
-def rows_of(reader_dir: Path, cache: Path | None) -> list[tuning.Row]:
-    if cache and cache.is_file():
-        return pickle.loads(cache.read_bytes())
-    rows = tuning.collect(tuning.DEV_SETS, Settings.from_env(), reader_dir)
-    if cache:
-        cache.write_bytes(pickle.dumps(rows))
-    return rows
 
 
 def news_targets(outcome: tuning.Outcome, f1: np.ndarray, answered: np.ndarray) -> bool:

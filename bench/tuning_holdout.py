@@ -37,6 +37,17 @@ from qa.settings import Settings  # noqa: E402
 SQUAD = tuning.DEV_SETS[0].name
 
 
+def rows_of(reader_dir: Path, cache: Path | None = None) -> list[tuning.Row]:
+    """What retrieval and the reader's span model find for every dev question (`tuning.collect`),
+    read from `cache` if it exists, else collected (a few minutes) and written there."""
+    if cache and cache.is_file():
+        return pickle.loads(cache.read_bytes())
+    rows = tuning.collect(tuning.DEV_SETS, Settings.from_env(), reader_dir)
+    if cache:
+        cache.write_bytes(pickle.dumps(rows))
+    return rows
+
+
 def per_question(rows: list[tuning.Row], result: dict) -> np.ndarray:
     """Each question's v2 score under one result of `tune` or `measure`, scored on `rows`."""
     if "weights" in result:
@@ -53,13 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     reader_dir = Path(args.reader_dir)
-    cache = Path(args.rows) if args.rows else None
-    if cache and cache.is_file():
-        rows = pickle.loads(cache.read_bytes())
-    else:
-        rows = tuning.collect(tuning.DEV_SETS, Settings.from_env(), reader_dir)
-        if cache:
-            cache.write_bytes(pickle.dumps(rows))
+    rows = rows_of(reader_dir, Path(args.rows) if args.rows else None)
     config = json.loads((reader_dir / "reader.json").read_text())
     default = config.get("default", "hybrid")
 
