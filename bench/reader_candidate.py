@@ -24,6 +24,7 @@ tests/test_engine.py are not in any dev set).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import logging
@@ -39,7 +40,6 @@ import numpy as np  # noqa: E402
 from qa import tuning  # noqa: E402
 from qa.evaluate import bootstrap_interval  # noqa: E402
 from qa.readers.factory import SHIPPED_READER  # noqa: E402
-from qa.readers.hybrid import HybridWeights  # noqa: E402
 from tuning_holdout import per_question, rows_of  # noqa: E402
 
 SQUAD, NEWS, UNRELATED = (path.name for path in tuning.DEV_SETS)
@@ -70,21 +70,18 @@ def frontier(rows: list[tuning.Row]) -> None:
     support, coverage, unmatched = (np.array([getattr(r, k) for r in rows]) for k in
                                     ("best_support", "coverage", "unmatched_names"))
     best_f1, best_v2, met = None, None, 0
-    names = ("span", "sentence", "form", "counted", "echo")
-    for values in itertools.product(*(tuning.GRID[k] for k in names)):
-        weights = HybridWeights(**dict(zip(names, values)), min_support=0.0, threshold=-1e9)
+    for weights, thresholds in tuning.blends():
         best, f1 = tuning.hybrid_scores(rows, weights)
-        top = sum(values[:3])
         for gate, min_support, min_coverage, threshold in itertools.product(
-                tuning.NAMES_GRID, tuning.GRID["min_support"], tuning.COVERAGE_GRID, np.linspace(0.2 * top, 0.9 * top, 15)):
+                tuning.NAMES_GRID, tuning.GRID["min_support"], tuning.COVERAGE_GRID, thresholds):
             answered = tuning._answered(best, support, coverage, unmatched, threshold, min_support, min_coverage, gate)
             if not news_targets(outcome, f1, answered):
                 continue
             met += 1
             v = outcome.per_question(f1, answered)
             figures = (v[squad & outcome.answerable].mean(), v[squad].mean(),
-                       dict(zip(names, values), threshold=round(float(threshold), 3), min_support=min_support,
-                            min_coverage=min_coverage, max_unmatched_names=gate))
+                       dataclasses.replace(weights, threshold=round(float(threshold), 3), min_support=min_support,
+                                           min_coverage=min_coverage, max_unmatched_names=gate))
             best_f1 = max(best_f1 or figures, figures, key=lambda f: f[0])
             best_v2 = max(best_v2 or figures, figures, key=lambda f: f[1])
     print(f"== frontier: {met} hybrid settings meet every news target")

@@ -27,7 +27,7 @@ import itertools
 import json
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -187,6 +187,14 @@ def _search(outcome: Outcome, best: np.ndarray, f1: np.ndarray, support: np.ndar
     return found
 
 
+def blends() -> Iterator[tuple[HybridWeights, np.ndarray]]:
+    """Every blend of the hybrid's weights the tuner tries (gates open, no threshold), with the
+    thresholds it tries for it: between 0.2 and 0.9 of the most its positive terms can reach."""
+    for span, sentence, form, counted, echo in itertools.product(*(GRID[k] for k in ("span", "sentence", "form", "counted", "echo"))):
+        ceiling = span + sentence + form
+        yield HybridWeights(span, sentence, form, counted, echo, 0.0, -1e9), np.linspace(0.2 * ceiling, 0.9 * ceiling, 15)
+
+
 def tune(rows: list[Row]) -> dict[str, dict]:
     """The best setting of each reader: {"neural": {...}, "hybrid": {...}}, each with its key
     (mean v2 overall, mean answerable F1) and the answered mask it gives."""
@@ -206,12 +214,9 @@ def tune(rows: list[Row]) -> dict[str, dict]:
                              "max_unmatched_names": setting["max_unmatched_names"], "best": best, "f1": f1}
 
     top_key, top = None, None
-    for span, sentence, form, counted, echo in itertools.product(*(GRID[k] for k in ("span", "sentence", "form", "counted", "echo"))):
-        weights = HybridWeights(span, sentence, form, counted, echo, 0.0, -1e9)
+    for weights, thresholds in blends():
         best, f1 = hybrid_scores(rows, weights)
-        ceiling = span + sentence + form
-        found = _search(outcome, best, f1, support, coverage, unmatched, [-1e9, *np.linspace(0.2 * ceiling, 0.9 * ceiling, 15)],
-                        GRID["min_support"])
+        found = _search(outcome, best, f1, support, coverage, unmatched, [-1e9, *thresholds], GRID["min_support"])
         if found and (top_key is None or found[0] > top_key):
             top_key = found[0]
             top = {"key": found[0], "weights": dataclasses.replace(weights, **found[1]), "best": best, "f1": f1}
