@@ -44,6 +44,37 @@ def test_synthetic_unanswerable_is_seeded_and_skips_unanswerable_questions():
     assert all(not e.id.startswith("c-") for e in first)
 
 
+def test_elsewhere_negatives_take_the_paragraph_most_like_the_question():
+    # What a retriever hands the reader: the article's paragraph sharing the question's rarest
+    # words, not a random one, and never one that holds the answer.
+    answer = "Rollo reached Normandy in 911, sailing up the Seine."
+    like = "The Seine flowed past Rouen, where Viking ships sailed each spring."
+    answering = "Normandy was granted to Rollo, who reached it in 911."
+    other = "Norman architecture favoured round arches and thick walls."
+    examples = [
+        SquadExample("q", "Normans", "When did Rollo reach Normandy sailing up the Seine?", answer, (("911", 26),)),
+        SquadExample("p1", "Normans", "Where did ships sail?", like, (("past Rouen", like.index("past")),)),
+        SquadExample("p2", "Normans", "Who was granted Normandy?", answering, (("Rollo", answering.index("Rollo")),)),
+        SquadExample("p3", "Normans", "What arches?", other, (("round", other.index("round")),)),
+    ]
+    for seed in range(5):
+        made = {e.id: e for e in synthetic_unanswerable(examples, 1.0, seed, kind="elsewhere")}
+        assert made["q-elsewhere"].context == like
+        assert made["q-elsewhere"].question == examples[0].question and not made["q-elsewhere"].answerable
+        assert not any(e.id.endswith("-swap") for e in made.values())
+    for seed in range(5):  # mixed: a random paragraph, never the answering one
+        assert all(e.context != answering for e in synthetic_unanswerable(examples, 1.0, seed) if e.id.startswith("q-"))
+
+
+def test_the_training_command_names_the_kind_of_negatives():
+    from qa.training.cli import training_command
+
+    stats = dict(epochs=1, lr=1e-4, batch_size=16, max_length=256, stride=96, seed=14, threads=2,
+                 synthetic_unanswerable=0.25, synthetic_kind="elsewhere")
+    assert "--synthetic-unanswerable 0.25 --synthetic-kind elsewhere" in training_command(stats)
+    assert "--synthetic-kind" not in training_command({**stats, "synthetic_kind": "mixed"})
+
+
 def test_synthetic_unanswerable_does_not_depend_on_hash_seeds():
     # A seeded training run must see the same questions in every process.
     import os

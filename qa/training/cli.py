@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .data import DEFAULT_DEV, DEFAULT_SEED, DEFAULT_TRAIN, DEV_DIR, PACKAGE_DIR, PROJECT_DIR
+from .data import DEFAULT_DEV, DEFAULT_SEED, DEFAULT_TRAIN, DEV_DIR, PACKAGE_DIR, PROJECT_DIR, SYNTHETIC_KINDS
 from .evaluation import evaluate_gold, evaluate_news, measure_latency
 from .export import export_onnx, folder_size, quantize_onnx, quantize_weights_int8, stage_reader, write_model_card
 from ..checksums import write_checksums
@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="news dev questions (evaluation only)")
     p.add_argument("--synthetic-unanswerable", type=float, default=0.0, metavar="RATE",
                    help="add unanswerable variants of this share of the answerable questions")
+    p.add_argument("--synthetic-kind", choices=SYNTHETIC_KINDS, default="mixed",
+                   help="mixed: swapped words or a random other paragraph; elsewhere: the other paragraph of "
+                        "the article most like the question that lacks the answer")
     p.add_argument("--unanswerable-weight", type=float, default=1.0, metavar="W",
                    help="weigh the loss of unanswerable questions' windows W times (1: as the others)")
     p.add_argument("--layer-decay", type=float, default=1.0, metavar="F",
@@ -88,6 +91,7 @@ def training_command(stats: dict[str, Any]) -> str:
         f"--seed {stats['seed']} --threads {stats.get('threads', 1)}"
         + (" --freeze-embeddings" if stats.get("freeze_embeddings") else "")
         + (f" --synthetic-unanswerable {stats['synthetic_unanswerable']:g}" if stats.get("synthetic_unanswerable") else "")
+        + (f" --synthetic-kind {stats['synthetic_kind']}" if stats.get("synthetic_kind", "mixed") != "mixed" else "")
         + (f" --unanswerable-weight {stats['unanswerable_weight']:g}" if stats.get("unanswerable_weight", 1.0) != 1.0 else "")
         + (f" --layer-decay {stats['layer_decay']:g}" if stats.get("layer_decay", 1.0) != 1.0 else "")
         + (f" --adversarial {stats['adversarial']:g}" if stats.get("adversarial", 0.0) else "")
@@ -130,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.train, checkpoint, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
             max_length=args.max_length, stride=args.stride, seed=args.seed, limit=args.limit,
             threads=args.threads, freeze_embeddings=args.freeze_embeddings, synthetic=args.synthetic_unanswerable,
+            synthetic_kind=args.synthetic_kind,
             layer_decay=args.layer_decay, adversarial=args.adversarial, bf16=args.bf16,
             unanswerable_weight=args.unanswerable_weight, checkpoint_minutes=args.checkpoint_minutes, resume=args.resume, base_model=args.init,
         )

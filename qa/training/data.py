@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import math
 import random
 import re
 from pathlib import Path
@@ -39,7 +40,7 @@ SOURCES = {
 }
 DEFAULT_SEED = 13
 
-__all__ = ["DEFAULT_DEV", "DEFAULT_TRAIN", "SOURCES", "SquadExample", "load_squad", "source_counts", "synthetic_unanswerable"]
+__all__ = ["DEFAULT_DEV", "DEFAULT_TRAIN", "SOURCES", "SquadExample", "load_squad", "SYNTHETIC_KINDS", "source_counts", "synthetic_unanswerable"]
 
 
 def base_model_path() -> Path:
@@ -77,34 +78,49 @@ def _word_kind(word: str) -> str | None:
     return None
 
 
-def synthetic_unanswerable(examples: Sequence[SquadExample], rate: float, seed: int) -> list[SquadExample]:
+SYNTHETIC_KINDS = ("mixed", "elsewhere")
+
+
+def synthetic_unanswerable(
+    examples: Sequence[SquadExample], rate: float, seed: int, kind: str = "mixed",
+) -> list[SquadExample]:
     """Unanswerable questions made from answerable ones, so the span model learns to check
     that the passage is about what the question asks (SQuAD v2's 348 are too few to learn it).
 
-    For a share `rate` of the answerable questions, one of two:
-    - swap: a name, number or content word of the question that the paragraph holds is replaced
-      by one of the same kind from another article, which the paragraph does not hold
+    For a share `rate` of the answerable questions, with `kind` "mixed" one of two:
+    - swap (7 in 10): a name, number or content word of the question that the paragraph holds is
+      replaced by one of the same kind from another article, which the paragraph does not hold
       ("When did Dyrrachium fall to the Normans?" -> "... to the Mongols?");
-    - elsewhere: the question with another paragraph of its article that lacks the answer, as
-      a retriever may hand the reader at run time.
+    - elsewhere: the question with a random other paragraph of its article that lacks the answer.
+    With `kind` "elsewhere", only the second, and the paragraph is the one that shares most of
+    the question's rare words (by IDF) among those lacking the answer: the distractor a
+    retriever hands the reader at run time, which at training time it never sees otherwise.
     """
+    if kind not in SYNTHETIC_KINDS:
+        raise ValueError(f"kind must be one of {SYNTHETIC_KINDS}, not {kind!r}")
     rng = random.Random(seed)
     pools: dict[str, dict[str, list[str]]] = collections.defaultdict(lambda: collections.defaultdict(list))
     for example in examples:
         for word in dict.fromkeys(_TOKEN.findall(example.context)):  # in text order: seeded runs repeat
-            kind = _word_kind(word)
-            if kind:
-                pools[kind][example.title].append(word)
+            word_kind = _word_kind(word)
+            if word_kind:
+                pools[word_kind][example.title].append(word)
     paragraphs: dict[str, list[str]] = collections.defaultdict(list)
     for example in examples:
         if example.context not in paragraphs[example.title][-1:]:
             paragraphs[example.title].append(example.context)
     titles = sorted({e.title for e in examples})
+    # Lower-cased content words of each paragraph, and their IDF over all paragraphs.
+    words_of = {
+        c: {w.lower() for w in _TOKEN.findall(c) if _word_kind(w)} for cs in paragraphs.values() for c in cs
+    }
+    df = collections.Counter(w for ws in words_of.values() for w in ws)
+    idf = {w: math.log(len(words_of) / n) for w, n in df.items()}
     made = []
     for example in examples:
         if not example.answerable or rng.random() >= rate:
             continue
-        if rng.random() < 0.7:
+        if kind == "mixed" and rng.random() < 0.7:
             context_words = {w.lower() for w in _TOKEN.findall(example.context)}
             answer_words = {w.lower() for text, _ in example.answers for w in _TOKEN.findall(text)}
             spots = [
@@ -115,11 +131,11 @@ def synthetic_unanswerable(examples: Sequence[SquadExample], rate: float, seed: 
             ]
             if spots:
                 spot = rng.choice(spots)
-                kind = _word_kind(spot.group())
-                others = [t for t in titles if t != example.title and pools[kind][t]]
+                word_kind = _word_kind(spot.group())
+                others = [t for t in titles if t != example.title and pools[word_kind][t]]
                 if others:
                     for _ in range(5):
-                        word = rng.choice(pools[kind][rng.choice(others)])
+                        word = rng.choice(pools[word_kind][rng.choice(others)])
                         if word.lower() not in context_words and word not in example.question:
                             question = example.question[: spot.start()] + word + example.question[spot.end():]
                             made.append(SquadExample(example.id + "-swap", example.title, question, example.context, ()))
@@ -128,5 +144,12 @@ def synthetic_unanswerable(examples: Sequence[SquadExample], rate: float, seed: 
         answers = [text.lower() for text, _ in example.answers]
         elsewhere = [c for c in paragraphs[example.title] if c != example.context and not any(a in c.lower() for a in answers)]
         if elsewhere:
-            made.append(SquadExample(example.id + "-elsewhere", example.title, example.question, rng.choice(elsewhere), ()))
+            if kind == "elsewhere":
+                wanted = [w for w in dict.fromkeys(_TOKEN.findall(example.question.lower())) if w in idf]
+                overlap = [sum(idf[w] for w in wanted if w in words_of[c]) for c in elsewhere]
+                best = max(overlap)
+                paragraph = rng.choice([c for c, o in zip(elsewhere, overlap) if o == best])
+            else:
+                paragraph = rng.choice(elsewhere)
+            made.append(SquadExample(example.id + "-elsewhere", example.title, example.question, paragraph, ()))
     return made

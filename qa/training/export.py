@@ -216,7 +216,7 @@ terms of the most restrictive of them.
 
 Questions are de-duplicated by id across the files (the first file that has an id wins), and
 answers longer than {train.get('max_answer_tokens', 30)} word pieces (the longest span the reader returns) are
-left out. All {train.get('questions', '?')} questions ({train.get('unanswerable', '?')} unanswerable) are cut into {train.get('windows', '?')} windows of
+left out.{_synthetic(train)} All {train.get('questions', '?')} questions ({train.get('unanswerable', '?')} unanswerable) are cut into {train.get('windows', '?')} windows of
 up to {train.get('max_length', '?')} tokens (question + paragraph, {train.get('stride', '?')} overlapping tokens between
 windows); {train.get('windows_with_answer', '?')} windows hold the answer, every other window is trained to
 point at `[CLS]` (no answer).
@@ -276,6 +276,20 @@ places) are mostly short spans and work, but long or multi-sentence answers and 
 arithmetic or inference do not.
 """
     (out / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+
+
+def _synthetic(train: dict[str, Any]) -> str:
+    """The unanswerable questions made from answerable ones, if the run made any."""
+    made = train.get("synthetic_questions")
+    if not made:
+        return ""
+    if train.get("synthetic_kind") == "elsewhere":
+        how = ("each an answerable question paired with the paragraph of its article that shares most of its rare "
+               "words and lacks the answer, as retrieval hands the reader passages that do not answer")
+    else:
+        how = ("each an answerable question with one of its words swapped for one its paragraph lacks, or paired "
+               "with another paragraph of its article that lacks the answer")
+    return f" {made} unanswerable questions were made from {train.get('synthetic_unanswerable', 0):.0%} of the answerable ones: {how}."
 
 
 def _how(tuning: dict[str, Any]) -> str:

@@ -70,6 +70,7 @@ def train_reader(
     bf16: bool = True,
     freeze_embeddings: bool = False,
     synthetic: float = 0.0,
+    synthetic_kind: str = "mixed",
     layer_decay: float = 1.0,
     adversarial: float = 0.0,
     unanswerable_weight: float = 1.0,
@@ -118,7 +119,7 @@ def train_reader(
         log.info("%s: %s", name, counts)
     if limit:
         examples = random.Random(seed).sample(examples, min(limit, len(examples)))
-    made = synthetic_unanswerable(examples, synthetic, seed) if synthetic > 0 else []
+    made = synthetic_unanswerable(examples, synthetic, seed, synthetic_kind) if synthetic > 0 else []
     log.info("%d synthetic unanswerable questions (%d swapped words, %d other paragraphs)", len(made),
              sum(e.id.endswith("-swap") for e in made), sum(e.id.endswith("-elsewhere") for e in made))
     examples = examples + made
@@ -268,6 +269,7 @@ def train_reader(
         "threads": threads,
         "freeze_embeddings": freeze_embeddings,
         "synthetic_unanswerable": synthetic,
+        "synthetic_kind": synthetic_kind,
         "synthetic_questions": len(made),
         "layer_decay": layer_decay,
         "adversarial": adversarial,
