@@ -110,12 +110,16 @@ def synthetic_unanswerable(
         if example.context not in paragraphs[example.title][-1:]:
             paragraphs[example.title].append(example.context)
     titles = sorted({e.title for e in examples})
-    # Lower-cased content words of each paragraph, and their IDF over all paragraphs.
-    words_of = {
-        c: {w.lower() for w in _TOKEN.findall(c) if _word_kind(w)} for cs in paragraphs.values() for c in cs
-    }
-    df = collections.Counter(w for ws in words_of.values() for w in ws)
-    idf = {w: math.log(len(words_of) / n) for w, n in df.items()}
+    # Lower-cased content words of each paragraph, and their IDF over all paragraphs: only the
+    # "elsewhere" kind ranks paragraphs by them.
+    words_of: dict[str, set[str]] = {}
+    idf: dict[str, float] = {}
+    if kind == "elsewhere":
+        words_of = {
+            c: {w.lower() for w in _TOKEN.findall(c) if _word_kind(w)} for cs in paragraphs.values() for c in cs
+        }
+        df = collections.Counter(w for ws in words_of.values() for w in ws)
+        idf = {w: math.log(len(words_of) / n) for w, n in df.items()}
     made = []
     for example in examples:
         if not example.answerable or rng.random() >= rate:
