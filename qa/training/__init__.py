@@ -20,13 +20,13 @@ Dev files are only ever used for evaluation and for choosing the no-answer thres
 from .cli import main
 from .data import DEFAULT_DEV, DEFAULT_TRAIN, SOURCES, SquadExample, load_squad, synthetic_unanswerable
 from .evaluation import evaluate_gold, evaluate_news, measure_latency
-from .export import export_onnx, quantize_onnx, quantize_weights_int8, stage_reader, write_model_card
+from .export import export_onnx, quantize_mixed, quantize_onnx, quantize_weights_int8, stage_reader, write_model_card
 from .loop import layer_depth, train_reader
 from .windows import build_features, load_tokenizer
 
 __all__ = [
     "DEFAULT_DEV", "DEFAULT_TRAIN", "SOURCES", "SquadExample", "build_features", "evaluate_gold",
     "evaluate_news", "export_onnx", "layer_depth", "load_squad", "load_tokenizer", "main", "measure_latency",
-    "quantize_onnx", "quantize_weights_int8", "stage_reader", "synthetic_unanswerable", "train_reader",
+    "quantize_mixed", "quantize_onnx", "quantize_weights_int8", "stage_reader", "synthetic_unanswerable", "train_reader",
     "write_model_card",
 ]
