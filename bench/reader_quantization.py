@@ -24,9 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from qa.readers.neural import NeuralReader  # noqa: E402
 from qa.training.data import DEFAULT_DEV, PROJECT_DIR  # noqa: E402
 from qa.training.evaluation import evaluate_gold, measure_latency  # noqa: E402
-from qa.training.export import (  # noqa: E402
-    folder_size, quantize_mixed, quantize_onnx, quantize_weights_int8, stage_reader, wide_matmuls,
-)
+from qa.training.export import INT8_FORMS, folder_size, quantize_onnx, stage_reader, wide_matmuls  # noqa: E402
 
 CONFIG = {"max_length": 256, "stride": 96, "max_answer_tokens": 30, "threshold": 0.0, "n_best": 20,
           "support_weight": 1.0}
@@ -41,16 +39,10 @@ def main() -> int:
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    forms = {
-        "float32": None,
-        "per tensor": lambda src, dst: quantize_onnx(src, dst),
-        "per channel": lambda src, dst: quantize_onnx(src, dst, per_channel=True),
-        "mixed": quantize_mixed,
-        "weight-only": quantize_weights_int8,
-    }
+    forms = {"float32": None, **INT8_FORMS}
     if args.layers:
         for layer, name in enumerate(wide_matmuls(args.fp32)):
-            forms[f"per channel, layer {layer} feed-forward output float32"] = (
+            forms[f"per-channel, layer {layer} feed-forward output float32"] = (
                 lambda src, dst, name=name: quantize_onnx(src, dst, per_channel=True, exclude=[name]))
     print(f"{'form':<52} {'F1':>6} {'best v2':>8} {'ms':>5} {'MB':>6}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -14,9 +14,7 @@ from typing import Any, Sequence
 
 from .data import DEFAULT_DEV, DEFAULT_SEED, DEFAULT_TRAIN, DEV_DIR, PACKAGE_DIR, PROJECT_DIR, SYNTHETIC_KINDS
 from .evaluation import evaluate_gold, evaluate_news, measure_latency
-from .export import (
-    export_onnx, folder_size, quantize_mixed, quantize_onnx, quantize_weights_int8, stage_reader, write_model_card,
-)
+from .export import INT8_FORMS, export_onnx, folder_size, stage_reader, write_model_card
 from ..checksums import write_checksums
 from .loop import train_reader
 
@@ -157,14 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Fastest first: dynamic int8 (int8 matmuls) per tensor, then per channel; then per
         # channel with the feed-forward outputs in float32 matmuls; then weight-only int8 (float32
         # matmuls), which loses least. The first within 1 F1 point wins.
-        for mode in ("per-tensor", "per-channel", "mixed", "weight-only"):
+        for mode, quantize in INT8_FORMS.items():
             int8_file = work / "onnx" / f"model.int8.{mode}.onnx"
-            if mode == "weight-only":
-                quantize_weights_int8(fp32_file, int8_file)
-            elif mode == "mixed":
-                quantize_mixed(fp32_file, int8_file)
-            else:
-                quantize_onnx(fp32_file, int8_file, per_channel=mode == "per-channel")
+            quantize(fp32_file, int8_file)
             int8_dir = stage_reader(work / f"int8-{mode}", int8_file, checkpoint, config)
             int8_scores = evaluate_gold(NeuralReader(int8_dir), args.dev)
             _print_scores(f"int8 ({mode})", int8_scores)
