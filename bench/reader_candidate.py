@@ -9,6 +9,9 @@ reader; `--rows DIR` keeps them), then prints:
 - whether the tuned candidate meets the news targets of issue 10 (news_dev: at most one answerable
   question abstained, both unanswerable ones abstained, answerable F1 >= 0.85;
   news_unanswerable_dev: at least 15 of 16 abstained);
+- on the held-out news questions (`data/news_holdout.jsonl`, which no setting is chosen on): the
+  shipped reader as shipped, the candidate tuned and with the shipped settings, and the paired
+  differences; whether a gain on the dev sets holds on questions nobody tuned for;
 - with `--frontier`, the best SQuAD figures among all hybrid settings of the tuner's grid that
   meet those targets: a diagnostic of what the targets cost, not a way to pick settings (it looks
   at the targets, and ignores the tuner's answer budget).
@@ -40,9 +43,10 @@ import numpy as np  # noqa: E402
 from qa import tuning  # noqa: E402
 from qa.evaluate import bootstrap_interval  # noqa: E402
 from qa.readers.factory import SHIPPED_READER  # noqa: E402
-from tuning_holdout import per_question, rows_of  # noqa: E402
+from tuning_holdout import decisions, per_question, rows_of  # noqa: E402
 
 SQUAD, NEWS, UNRELATED = (path.name for path in tuning.DEV_SETS)
+HOLDOUT = tuning.ROOT / "data" / "news_holdout.jsonl"
 
 
 def news_targets(outcome: tuning.Outcome, f1: np.ndarray, answered: np.ndarray) -> bool:
@@ -61,6 +65,26 @@ def show(title: str, rows: list[tuning.Row], results: dict[str, dict]) -> None:
         print(f"  {name}: " + "; ".join(f"{k} {v}" for k, v in figures.items()))
     for name, result in results.items():
         print(f"  {name}: tuner key {result['key'][0]:.4f}")
+
+
+def held_out(ways: dict[str, tuple[list[tuning.Row], dict]]) -> None:
+    """Figures on the held-out news questions for each way of answering (its rows, its result),
+    and each one's paired difference against the first (the shipped reader as shipped)."""
+    answerable = np.array([r.answerable for r in next(iter(ways.values()))[0]])
+    print(f"== held out: {HOLDOUT.name} ({answerable.sum()} answerable, {(~answerable).sum()} unanswerable; never tuned on)")
+    values = {}
+    for label, (on, result) in ways.items():
+        f1, answered = decisions(on, result)
+        v = values[label] = tuning.Outcome(on).per_question(f1, answered)
+        lo, hi = bootstrap_interval(v)
+        print(f"  {label}: answerable F1 {v[answerable].mean():.3f} ({int((~answered[answerable]).sum())} abstained), "
+              f"unanswerable abstained {int((~answered[~answerable]).sum())}/{int((~answerable).sum())}, "
+              f"v2 overall {v.mean():.3f} [{lo:.3f}, {hi:.3f}]")
+    first, *others = values
+    for label in others:
+        d = values[label] - values[first]
+        lo, hi = bootstrap_interval(d)
+        print(f"  {label} - {first}, v2 overall: {d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]")
 
 
 def frontier(rows: list[tuning.Row]) -> None:
@@ -102,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         cache.mkdir(parents=True, exist_ok=True)
     shipped_rows = rows_of(SHIPPED_READER, cache / "shipped.pkl" if cache else None)
     rows = rows_of(Path(args.candidate), cache / "candidate.pkl" if cache else None)
+    shipped_held = rows_of(SHIPPED_READER, cache / "holdout-shipped.pkl" if cache else None, (HOLDOUT,))
+    held = rows_of(Path(args.candidate), cache / "holdout-candidate.pkl" if cache else None, (HOLDOUT,))
     config = json.loads((SHIPPED_READER / "reader.json").read_text())
     default = config.get("default", "hybrid")
 
@@ -124,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     answered = tuning.answered_mask(rows, tuned[chosen])
     print(f"  tuner key {tuned[chosen]['key'][0]:.4f} against {shipped[default]['key'][0]:.4f}; "
           f"news targets {'met' if news_targets(outcome, tuned[chosen]['f1'], answered) else 'MISSED'}")
+    held_out({
+        "shipped reader, as shipped": (shipped_held, shipped[default]),
+        f"candidate tuned ({chosen})": (held, tuned[chosen]),
+        "candidate, shipped settings": (held, tuning.measure(held, config)[default]),
+    })
     if args.frontier:
         frontier(rows)
     return 0

@@ -37,24 +37,31 @@ from qa.settings import Settings  # noqa: E402
 SQUAD = tuning.DEV_SETS[0].name
 
 
-def rows_of(reader_dir: Path, cache: Path | None = None) -> list[tuning.Row]:
-    """What retrieval and the reader's span model find for every dev question (`tuning.collect`),
-    read from `cache` if it exists, else collected (a few minutes) and written there."""
+def rows_of(reader_dir: Path, cache: Path | None = None, files=tuning.DEV_SETS) -> list[tuning.Row]:
+    """What retrieval and the reader's span model find for every question of `files` (the dev
+    sets; `tuning.collect`), read from `cache` if it exists, else collected (a few minutes) and
+    written there."""
     if cache and cache.is_file():
         return pickle.loads(cache.read_bytes())
-    rows = tuning.collect(tuning.DEV_SETS, Settings.from_env(), reader_dir)
+    rows = tuning.collect(files, Settings.from_env(), reader_dir)
     if cache:
         cache.write_bytes(pickle.dumps(rows))
     return rows
 
 
-def per_question(rows: list[tuning.Row], result: dict) -> np.ndarray:
-    """Each question's v2 score under one result of `tune` or `measure`, scored on `rows`."""
+def decisions(rows: list[tuning.Row], result: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Under one result of `tune` or `measure`, applied to `rows`: each question's best
+    candidate's F1, and whether it is answered."""
     if "weights" in result:
         best, f1 = tuning.hybrid_scores(rows, result["weights"])
     else:
         best, f1 = tuning.neural_scores(rows)
-    return tuning.Outcome(rows).per_question(f1, tuning.answered_mask(rows, {**result, "best": best, "f1": f1}))
+    return f1, tuning.answered_mask(rows, {**result, "best": best, "f1": f1})
+
+
+def per_question(rows: list[tuning.Row], result: dict) -> np.ndarray:
+    """Each question's v2 score under one result of `tune` or `measure`, scored on `rows`."""
+    return tuning.Outcome(rows).per_question(*decisions(rows, result))
 
 
 def main(argv: list[str] | None = None) -> int:
