@@ -16,7 +16,7 @@ $(BIN)/python:
 # torch first and pinned, so that nothing pulls a CUDA build in its place.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test,train,milvus]'
+	$(BIN)/pip install --quiet -e '.[test,milvus]'
 	touch $(STAMP)
 
 serve: $(STAMP)

@@ -21,6 +21,8 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
+from . import int8
+
 log = logging.getLogger(__name__)
 
 
@@ -182,7 +184,7 @@ class OnnxEncoder(_QueryCache):
         options.inter_op_num_threads = 1
         # The CPU is shared with the reader and the web server: do not spin idle threads.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+        self._session = int8.session(folder / "model.onnx", options)
         self._inputs = {i.name for i in self._session.get_inputs()}
         self._start_cache()
         # One tokenizer call at a time: a fast tokenizer's truncation state is shared (see above).

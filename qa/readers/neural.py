@@ -29,6 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .. import int8
 from ..checksums import verify_model_files
 from ..errors import BadInput
 from ..records import Answer, Passage
@@ -332,7 +333,7 @@ class NeuralReader(SpanReader):
         options.log_severity_level = 3
         # The CPU is shared with retrieval and the web server: do not spin idle threads.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+        self.session = int8.session(model_file, options)
         self._inputs = {i.name for i in self.session.get_inputs()}
         super().__init__(_load_tokenizer(self.path), **_settings(self.config, overrides))
 

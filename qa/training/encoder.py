@@ -91,6 +91,8 @@ The embedding model of the index and of queries (`qa.embedding.OnnxEncoder`, the
   {config['max_tokens']} word pieces read.
 - **What changed**: exported to ONNX (opset 17) and quantised with onnxruntime's
   `quantize_dynamic` ({config['quantization']}; activations quantised per call; int8 matmuls).
+  On an x86 CPU without VNNI its int8 weights are loaded as the same numbers in uint8
+  (`qa/int8.py`): the sums stay exact, and a text gets the same vector on any CPU.
   No retraining. Mean pooling over the attention mask and L2 normalisation run outside the graph,
   as the base model's Pooling and Normalize modules do.
 - **Files**: `model.onnx`, `tokenizer.json` (the base model's, unchanged), `encoder.json`

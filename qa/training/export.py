@@ -24,6 +24,9 @@ QUANTIZATION_NOTES = {
     "stored as int8 + scales, dequantized by `DequantizeLinear`; float32 compute; onnxruntime's "
     "dynamic quantization lost more than 1 F1 point",
 }
+# Said in the model card of every int8 reader (qa/int8.py).
+INT8_LOADING = (" On an x86 CPU without VNNI the service loads its int8 weights as the same numbers in uint8"
+                " (`qa/int8.py`), so that the integer sums stay exact and the scores below hold on any CPU.")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
 
 
@@ -285,7 +288,7 @@ Command:
 {command}
 ```
 
-The same command exports the model to ONNX (opset 17) and {'quantizes it to int8 (' + QUANTIZATION_NOTES.get(config.get('quantization', ''), '') + ')' if config['quantized'] else 'keeps it in float32'}.
+The same command exports the model to ONNX (opset 17) and {'quantizes it to int8 (' + QUANTIZATION_NOTES.get(config.get('quantization', ''), '') + ')' if config['quantized'] else 'keeps it in float32'}.{INT8_LOADING if config['quantized'] else ''}
 
 ## Scores
 

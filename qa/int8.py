@@ -1,0 +1,73 @@
+"""Loading an int8 ONNX model so that it computes the same numbers on every x86 CPU.
+
+The shipped encoder and reader are dynamically quantized: activations become uint8 per call and
+the weights are int8 (`MatMulInteger`, u8 x s8). On x86 CPUs without VNNI (AVX2 or AVX-512 alone,
+such as AMD EPYC before Zen 4), ONNX Runtime multiplies u8 x s8 with `vpmaddubsw`, which adds
+pairs of products into 16 bits and saturates: a large activation times a large weight is
+clipped. With VNNI (`vpdpbusd`) the sums are exact. So the same model gave other answers on
+other machines: measured on an AVX2-only EPYC, the shipped reader's answerable F1 on the SQuAD
+dev part's gold paragraphs was 0.804 against 0.808 where it was trained, and the span model's
+news_dev EM 0.818 against 0.864 (docs/measurements.md).
+
+The cure is exact, not an approximation: a weight w in [-127, 127] with zero point 0 is the same
+number as w + 128 in uint8 with zero point 128, and ONNX Runtime multiplies u8 x u8 by widening
+to 16 bits first, which never saturates. So, where the CPU lacks VNNI, the weights are shifted
+when the model is loaded: the model file (and its checksum, and the identity an index records)
+stays as it is, and the products are those of a VNNI machine, bit for bit in the integer part.
+On that machine the u8 x u8 form ran at the speed of u8 x s8 (bench/reader_quantization.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from . import cpu
+
+log = logging.getLogger(__name__)
+
+
+def unsigned_weights(model) -> int:
+    """Turn the int8 weights of every `MatMulInteger` in an `onnx.ModelProto` into the same
+    numbers in uint8 (+128, zero point +128), in place; returns how many tensors changed."""
+    import numpy as np
+    from onnx import TensorProto, numpy_helper
+
+    inits = {init.name: init for init in model.graph.initializer}
+    changed = set()
+    for node in model.graph.node:
+        if node.op_type != "MatMulInteger" or len(node.input) < 2:
+            continue
+        weight = inits.get(node.input[1])
+        # Without a zero point of its own (0 by default) the shifted weight would need one: left as is.
+        zero = inits.get(node.input[3]) if len(node.input) > 3 else None
+        if weight is None or zero is None or weight.data_type != TensorProto.INT8:
+            continue
+        for tensor in (weight, zero):
+            if tensor.name not in changed and tensor.data_type == TensorProto.INT8:
+                shifted = numpy_helper.to_array(tensor).astype(np.int16) + 128
+                tensor.CopyFrom(numpy_helper.from_array(shifted.astype(np.uint8), tensor.name))
+                changed.add(tensor.name)
+    return len(changed)
+
+
+def session(model_file: str | Path, options, exact: bool | None = None):
+    """An `onnxruntime.InferenceSession` on the CPU for `model_file`, with its int8 weights made
+    unsigned unless this CPU sums u8 x s8 exactly (`exact`: None asks the CPU)."""
+    import onnxruntime as ort
+
+    model_file = Path(model_file)
+    providers = ["CPUExecutionProvider"]
+    if exact is None:
+        exact = cpu.sums_int8_exactly()
+    if exact:
+        return ort.InferenceSession(str(model_file), options, providers=providers)
+    import onnx
+
+    model = onnx.load(str(model_file))
+    count = unsigned_weights(model)
+    if not count:
+        return ort.InferenceSession(str(model_file), options, providers=providers)
+    log.info("%s: %d int8 weight tensors made unsigned (this CPU has no VNNI; the sums stay exact)",
+             model_file, count)
+    return ort.InferenceSession(model.SerializeToString(), options, providers=providers)
