@@ -73,6 +73,9 @@ def test_the_training_command_names_the_kind_of_negatives():
                  synthetic_unanswerable=0.25, synthetic_kind="elsewhere")
     assert "--synthetic-unanswerable 0.25 --synthetic-kind elsewhere" in training_command(stats)
     assert "--synthetic-kind" not in training_command({**stats, "synthetic_kind": "mixed"})
+    # bfloat16 is chosen by the CPU unless asked for: the command says which was used.
+    assert training_command({**stats, "bf16": True}).endswith(" --bf16")
+    assert training_command({**stats, "bf16": False}).endswith(" --no-bf16")
 
 
 def test_synthetic_unanswerable_does_not_depend_on_hash_seeds():
