@@ -111,10 +111,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    if args.bf16 is None:
-        args.bf16 = cpu.has_native_bf16()
-        log.info("bfloat16 autocast %s: this CPU %s bfloat16 arithmetic", "on" if args.bf16 else "off",
-                 "has" if args.bf16 else "lacks")
     from ..readers.neural import NeuralReader
 
     out = Path(args.out)
@@ -139,6 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         stats = json.loads(stats_file.read_text()) if stats_file.is_file() else {}
     else:
         checkpoint = work / "checkpoint"
+        if args.bf16 is None:
+            args.bf16 = cpu.has_native_bf16()
+            log.info("bfloat16 autocast %s: this CPU %s bfloat16 arithmetic", "on" if args.bf16 else "off",
+                     "has" if args.bf16 else "lacks")
         stats = train_reader(
             args.train, checkpoint, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
             max_length=args.max_length, stride=args.stride, seed=args.seed, limit=args.limit,
