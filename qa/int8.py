@@ -35,6 +35,10 @@ def unsigned_weights(model) -> int:
     from onnx import TensorProto, numpy_helper
 
     inits = {init.name: init for init in model.graph.initializer}
+    # A tensor that another node also reads (an embedding table through DequantizeLinear, say)
+    # must keep its meaning there: only the weights and zero points of MatMulInteger are shifted.
+    elsewhere = {name for node in model.graph.node for k, name in enumerate(node.input)
+                 if node.op_type != "MatMulInteger" or k not in (1, 3)}
     changed = set()
     for node in model.graph.node:
         if node.op_type != "MatMulInteger" or len(node.input) < 2:
@@ -42,7 +46,7 @@ def unsigned_weights(model) -> int:
         weight = inits.get(node.input[1])
         # Without a zero point of its own (0 by default) the shifted weight would need one: left as is.
         zero = inits.get(node.input[3]) if len(node.input) > 3 else None
-        if weight is None or zero is None or weight.data_type != TensorProto.INT8:
+        if weight is None or zero is None or weight.data_type != TensorProto.INT8 or {weight.name, zero.name} & elsewhere:
             continue
         for tensor in (weight, zero):
             if tensor.name not in changed and tensor.data_type == TensorProto.INT8:

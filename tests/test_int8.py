@@ -79,3 +79,12 @@ def test_which_cpus_get_the_unsigned_form_and_bfloat16(monkeypatch):
         monkeypatch.setattr(cpu.platform, "machine", lambda machine=machine: machine)
         monkeypatch.setattr(cpu, "flags", lambda flags=flags: None if flags is None else frozenset(flags))
         assert (cpu.sums_int8_exactly(), cpu.has_native_bf16()) == (exact, bf16), (machine, flags)
+
+
+def test_a_weight_that_another_node_reads_is_left_signed(tmp_path):
+    weights = np.random.default_rng(2).normal(size=(K, N)).astype(np.float32)
+    _matmul_model(tmp_path / "fp32.onnx", weights)
+    model = onnx.load(str(quantize_onnx(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", per_channel=True)))
+    weight = next(i.name for i in model.graph.initializer if i.name.endswith("_quantized"))
+    model.graph.node.append(helper.make_node("Identity", [weight], ["also_read"]))
+    assert int8.unsigned_weights(model) == 0
