@@ -24,7 +24,7 @@ QUANTIZATION_NOTES = {
     "stored as int8 + scales, dequantized by `DequantizeLinear`; float32 compute; onnxruntime's "
     "dynamic quantization lost more than 1 F1 point",
 }
-# Said in the model card of every int8 reader (qa/int8.py).
+# Said in the model card of every reader with int8 matmuls (qa/int8.py); weight-only int8 has none.
 INT8_LOADING = (" On an x86 CPU without VNNI the service loads its int8 weights as the same numbers in uint8"
                 " (`qa/int8.py`), so that the integer sums stay exact and the scores below hold on any CPU.")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
@@ -115,7 +115,9 @@ def wide_matmuls(onnx_file: str | Path) -> list[str]:
 def quantize_mixed(fp32_file: str | Path, int8_file: str | Path) -> Path:
     """Dynamic int8 per channel, except the feed-forward output projections. Their inputs are GELU
     outputs with outliers that one int8 scale per call flattens: on one reader, leaving them alone
-    in float32 won back 1.87 of the 1.89 F1 points that per channel lost. They keep float32
+    in float32 won back 1.87 of the 1.89 F1 points that per channel lost. That was measured before
+    `qa/int8.py`, perhaps on a CPU whose int8 sums clipped exactly such large inputs
+    (docs/measurements.md), so with exact sums per channel may lose less. They keep float32
     matmuls over weights stored as int8 (as `quantize_weights_int8`), so the size stays that of int8."""
     int8_file = Path(int8_file)
     partial = int8_file.with_name(int8_file.stem + ".partial.onnx")
@@ -288,7 +290,7 @@ Command:
 {command}
 ```
 
-The same command exports the model to ONNX (opset 17) and {'quantizes it to int8 (' + QUANTIZATION_NOTES.get(config.get('quantization', ''), '') + ')' if config['quantized'] else 'keeps it in float32'}.{INT8_LOADING if config['quantized'] else ''}
+The same command exports the model to ONNX (opset 17) and {'quantizes it to int8 (' + QUANTIZATION_NOTES.get(config.get('quantization', ''), '') + ')' if config['quantized'] else 'keeps it in float32'}.{INT8_LOADING if config['quantized'] and config.get('quantization') != 'weight-only' else ''}
 
 ## Scores
 
