@@ -17,7 +17,7 @@ reader; `--rows DIR` keeps them), then prints:
   at the targets, and ignores the tuner's answer budget).
 
 A candidate ships only if its tuned settings meet every news target, its tuner key (mean v2
-overall over the three dev sets) beats the shipped reader's, the SQuAD v2 difference is not
+overall over the dev sets) beats the shipped reader's, the SQuAD v2 difference is not
 surely negative, and the full suite passes with it installed (the seed questions of
 tests/test_engine.py are not in any dev set).
 

@@ -53,8 +53,6 @@ GRID = {
     "min_support": (0.0, 0.3, 0.4, 0.5),
 }
 COVERAGE_GRID = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6)
-# How much sentence support adds to the margin when the hybrid decides by the margin.
-DECIDE_SUPPORT_GRID = (0.0, 2.0, 4.0)
 # The names gate: off (None), or no answer when a name of the question is in no passage.
 NAMES_GRID = (None, 0)
 # Abstaining may cost answerable questions at most this much F1 against never abstaining, on
@@ -112,8 +110,7 @@ def collect(files: Sequence[Path], settings: Settings, reader_dir: Path = SHIPPE
 
 
 def hybrid_scores(rows: list[Row], weights: HybridWeights) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: what the threshold reads on the best-ranked candidate (-inf without candidates):
-    its blended score, or its margin plus decide_support x its support; and its F1."""
+    """Per row: the best candidate's blended score (-inf without candidates) and its F1."""
     best, f1 = np.full(len(rows), -np.inf), np.zeros(len(rows))
     for i, row in enumerate(rows):
         if len(row.features):
@@ -121,8 +118,7 @@ def hybrid_scores(rows: list[Row], weights: HybridWeights) -> tuple[np.ndarray, 
             scores = (weights.span / (1 + np.exp(-f[:, 0] / 4)) + weights.sentence * f[:, 1] + weights.form * f[:, 2]
                       + weights.counted * f[:, 3] - weights.echo * f[:, 4])
             k = int(np.argmax(scores))
-            decision = f[k, 0] + weights.decide_support * f[k, 1] if weights.decide == "margin" else scores[k]
-            best[i], f1[i] = decision, row.f1[k]
+            best[i], f1[i] = scores[k], row.f1[k]
     return best, f1
 
 
@@ -192,18 +188,11 @@ def _search(outcome: Outcome, best: np.ndarray, f1: np.ndarray, support: np.ndar
 
 
 def blends() -> Iterator[tuple[HybridWeights, np.ndarray]]:
-    """Every blend of the hybrid's weights the tuner tries (gates open, no threshold), with each
-    way of deciding and the thresholds it tries for it: for the blend, between 0.2 and 0.9 of
-    the most its positive terms can reach; for the margin, -3 to 7 logits (the span model's
-    margins of the dev sets' best candidates run from about -8 to 10) shifted by what support
-    typically adds."""
+    """Every blend of the hybrid's weights the tuner tries (gates open, no threshold), with the
+    thresholds it tries for it: between 0.2 and 0.9 of the most its positive terms can reach."""
     for span, sentence, form, counted, echo in itertools.product(*(GRID[k] for k in ("span", "sentence", "form", "counted", "echo"))):
         ceiling = span + sentence + form
-        blend = HybridWeights(span, sentence, form, counted, echo, 0.0, -1e9)
-        yield blend, np.linspace(0.2 * ceiling, 0.9 * ceiling, 15)
-        for decide_support in DECIDE_SUPPORT_GRID:
-            yield (dataclasses.replace(blend, decide="margin", decide_support=decide_support),
-                   np.arange(-3.0, 7.01, 0.5) + 0.6 * decide_support)
+        yield HybridWeights(span, sentence, form, counted, echo, 0.0, -1e9), np.linspace(0.2 * ceiling, 0.9 * ceiling, 15)
 
 
 def tune(rows: list[Row]) -> dict[str, dict]:

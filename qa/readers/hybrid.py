@@ -10,16 +10,8 @@ knows what form the question asks for. Each candidate span gets
             + w_counted * (1 if it is a number of what "how many X" counts)
             - w_echo * (share of it that repeats the question)
 
-The blend ranks the candidates. Whether to answer at all is decided on the best-ranked one, by
-`decide`: "blend" reads its score, "margin" reads the span model's own margin for it plus
-`decide_support` times its sentence support. The blend picks answers better than the margin does,
-but the margin knows better whether the passage says what was asked: a question that asks for
-the wounded where a sentence counts the dead matches that sentence's words as well as its
-answerable twin does, so sentence support lifts its blend, while the span model is less sure of
-it (on the dev sets the margin tells answerable from unanswerable questions better than the
-blend: AUC 0.71 against 0.65 on SQuAD's, 0.84 against 0.83 on the news ones). The articles answer
-only when the best sentence support reaches `min_support` and the decision reaches `threshold`.
-The weights are tuned on the dev sets (see `qa/models/reader/reader.json`).
+and the articles answer only when the best sentence support reaches `min_support` and the best
+score reaches `threshold`. The weights are tuned on the dev sets (see `qa/models/reader/reader.json`).
 """
 
 from __future__ import annotations
@@ -47,14 +39,6 @@ class HybridWeights:
     echo: float = 0.5
     min_support: float = 0.4
     threshold: float = 0.9
-    # What the threshold reads on the best-ranked candidate: "blend" (its score) or "margin" (the
-    # span model's margin plus decide_support x its sentence support).
-    decide: str = "blend"
-    decide_support: float = 0.0
-
-    def __post_init__(self):
-        if self.decide not in ("blend", "margin"):
-            raise ValueError(f"hybrid weights: decide must be 'blend' or 'margin', not {self.decide!r}")
     # The engine's gates: the least share of the question's rare words the passages must hold,
     # and the most names of the question they may lack (None: not gated on names).
     min_coverage: float = 0.0
@@ -158,12 +142,6 @@ class HybridReader:
             - w.echo * candidate.echo
         )
 
-    def decision(self, candidate: Candidate, value: float) -> float:
-        """What the threshold is held to for a candidate whose blended score is `value`."""
-        if self.weights.decide == "margin":
-            return candidate.margin + self.weights.decide_support * candidate.support
-        return value
-
     def unit_score(self, value: float) -> float:
         """The blend on 0..1 for the API, in the same order: divided by the most it can reach.
 
@@ -177,14 +155,11 @@ class HybridReader:
         candidates, best_support = self.candidates(question, passages)
         if not candidates or best_support < self.weights.min_support:
             return []
-        scored = sorted(((self.score(c), c) for c in candidates), key=lambda pair: -pair[0])
-        threshold = self.weights.threshold
-        # The best-ranked candidate decides whether the articles answer; the others are returned
-        # beside it only if they pass the same test.
-        if self.decision(scored[0][1], scored[0][0]) < threshold:
-            return []
-        answers = [answer_in_passage(passages[c.passage], c.start, c.end, self.unit_score(value))
-                   for value, c in scored if self.decision(c, value) >= threshold]
+        answers = []
+        for candidate in candidates:
+            value = self.score(candidate)
+            if value >= self.weights.threshold:
+                answers.append(answer_in_passage(passages[candidate.passage], candidate.start, candidate.end, self.unit_score(value)))
         return best_distinct(answers, top_k)
 
 
