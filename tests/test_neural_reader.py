@@ -153,3 +153,65 @@ def test_hybrid_answers_in_the_order_of_its_blend(neural, encoder, article_text,
         # (How many distinct spans a model finds is the model's business: at least two to order.)
         assert len(answers) >= 2 and all(a > b for a, b in zip(scores, scores[1:])), scores
         assert 0.0 <= scores[-1] and scores[0] < 1.0
+
+
+@pytest.mark.sqlite_only
+def test_hybrid_reads_as_if_every_sentence_were_embedded_while_embedding_fewer(seed_engine):
+    # read() embeds the sentences of the most promising candidates first and stops when no other
+    # candidate could be among the answers; its answers must be those of scoring every candidate
+    # (`candidates`, which the tuner reads), for any weights and any number of answers.
+    import dataclasses
+    import json
+
+    from qa.readers.base import answer_in_passage, best_distinct
+    from qa.readers.hybrid import HybridReader
+
+    shipped = seed_engine.reader
+    assert isinstance(shipped, HybridReader)
+
+    class ReadOnce:
+        """The span model's spans, read once per question (the part under test comes after)."""
+
+        def __init__(self, spans):
+            self.inner, self.memo = spans, {}
+
+        def spans(self, question, passages):
+            key = (question, tuple((p.article_id, p.start) for p in passages))
+            if key not in self.memo:
+                self.memo[key] = self.inner.spans(question, passages)
+            return self.memo[key]
+
+    spans = ReadOnce(shipped.span_reader)
+    pairs = [json.loads(line)["question"] for line in (ROOT / "data" / "news_nearmiss_dev.jsonl").read_text().splitlines()]
+    questions = pairs[:12]  # six answerable questions and their near-miss twins
+    cosines = shipped.rules.sentence_cosines
+    for change in ({}, {"threshold": -1e9}, {"min_support": 0.5}, {"sentence": 0.0}):
+        reader = HybridReader(spans, shipped.rules, dataclasses.replace(shipped.weights, **change))
+        embedded = {"read": 0, "all": 0}
+        counting = "all"
+
+        def counted(question, sentences, which):
+            embedded[counting] += len(which)
+            return cosines(question, sentences, which)
+        try:
+            reader.rules.sentence_cosines = counted
+            for question in questions:
+                passages = seed_engine.search(question, 8)
+                counting = "all"
+                candidates, best_support = reader.candidates(question, passages)
+                counting = "read"
+                for top_k in (1, 3):
+                    expected = []
+                    if candidates and best_support >= reader.weights.min_support:
+                        expected = best_distinct([
+                            answer_in_passage(passages[c.passage], c.start, c.end, reader.unit_score(reader.score(c)))
+                            for c in candidates if reader.score(c) >= reader.weights.threshold], top_k)
+                    assert reader.read(question, passages, top_k) == expected, (change, question, top_k)
+        finally:
+            del reader.rules.sentence_cosines
+        if change.get("min_support"):
+            assert embedded["read"] == 2 * embedded["all"], embedded  # the support gate reads every sentence
+        elif change.get("sentence") == 0.0:
+            assert embedded["read"] == 0, embedded  # support does not count: nothing to embed
+        else:  # two readings (top_k 1 and 3), each embedding well under what the full one does
+            assert embedded["read"] < 2 * 0.75 * embedded["all"], (change, embedded)

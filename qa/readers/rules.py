@@ -117,6 +117,12 @@ def _terms(text: str) -> list[str]:
     return [term_stem(normalize_word(text[s:e])) for s, e in words(text) if normalize_word(text[s:e]) not in STOPWORDS]
 
 
+def support(cosine: np.ndarray, overlap: np.ndarray) -> np.ndarray:
+    """A sentence's support for an answer on 0..1: half its meaning (cosine with the question),
+    half its shared rare words."""
+    return 0.5 * np.clip(cosine, 0, 1) + 0.5 * overlap
+
+
 class RuleReader:
     """Extractive reading by sentence ranking and answer-type rules. Needs the embedding encoder."""
 
@@ -163,11 +169,23 @@ class RuleReader:
         With `needed`, only those sentences are embedded (the rest score as if unrelated in
         meaning); word rarity still counts every sentence, so the needed ones score the same.
         """
-        question_vector = self.encoder.encode_query(question) if hasattr(self.encoder, "encode_query") else self.encoder.encode([question])[0]
         wanted = [i for i in range(len(sentences)) if needed is None or needed[i]]
+        return support(self.sentence_cosines(question, sentences, wanted), self.sentence_overlaps(question, sentences))
+
+    def sentence_cosines(self, question: str, sentences: Sequence[_Sentence], which: Sequence[int]) -> np.ndarray:
+        """The cosine of the question with each sentence in `which` (the costly part: each is
+        embedded); 0 for the others. A sentence's cosine is the same whichever others are asked
+        for with it (each text is embedded alone, and each row's dot product is its own sum)."""
         cosine = np.zeros(len(sentences), dtype=np.float32)
-        if wanted:
-            cosine[wanted] = self.encoder.encode([sentences[i].text for i in wanted]) @ question_vector
+        if len(which):
+            question_vector = self.encoder.encode_query(question) if hasattr(self.encoder, "encode_query") else self.encoder.encode([question])[0]
+            vectors = self.encoder.encode([sentences[i].text for i in which])
+            cosine[list(which)] = (vectors * question_vector).sum(axis=1)
+        return cosine
+
+    def sentence_overlaps(self, question: str, sentences: Sequence[_Sentence]) -> np.ndarray:
+        """The share of the question's words, weighted by their rarity among these sentences,
+        that each sentence holds (0..1)."""
         question_terms = list(dict.fromkeys(_terms(question)))
         sentence_terms = [set(_terms(s.text)) for s in sentences]
         # Rarity among the candidates: a word in every sentence tells them apart no better than none.
@@ -181,7 +199,7 @@ class RuleReader:
             # ... from 12 December" after "Kyivstar's system"): words there count for half.
             previous = sentence_terms[before[index]] if before[index] is not None else set()
             overlap[index] = sum(weight[t] * (1.0 if t in terms else 0.5 if t in previous else 0.0) for t in question_terms) / total
-        return 0.5 * np.clip(cosine, 0, 1) + 0.5 * overlap
+        return overlap
 
     def _spans(self, text: str, kind: str, question: str, question_terms: set[str], question_words: set[str]):
         """Candidate answer spans in one sentence: (start, end, fit 0..1)."""
