@@ -170,9 +170,9 @@ class HybridReader:
         Support is half cosine (0..1) and half shared words, so before its sentence is embedded a
         candidate's score is known to within w.sentence / 2. Sentences are embedded a few at a
         time, those of the candidates that could score highest first, until no candidate left
-        could be among the answers: on the news dev questions about half of them (about 25 ms less an
-        ask on two AVX2 cores). Exact because a sentence's cosine does not depend on which
-        others are embedded with it (the shipped encoder embeds each text alone);
+        could be among the answers: on the news dev questions about half of them (about 25 ms
+        less an ask on two AVX2 cores). Exact because a sentence's cosine does not depend on
+        which others are embedded with it (the shipped encoder embeds each text alone);
         tests/test_neural_reader.py holds it to `candidates`, which embeds them all.
         """
         found = self._unscored(question, passages)
@@ -181,10 +181,11 @@ class HybridReader:
         candidates, homes, sentences, overlaps = found
         w = self.weights
         exact = {i: self.score(c) for i, (c, home) in enumerate(zip(candidates, homes)) if home is None}
-        # The most a candidate can score: its sentence's words shared, and a cosine of 1 (the
-        # unscored candidates carry support 0; a hair added against rounding).
-        most = 0.5 * overlaps + 0.5
-        upper = {i: self.score(c) + max(w.sentence * most[home], w.sentence * (most[home] - 0.5)) + 1e-9
+        # The most a candidate can score: its sentence's support at a cosine of 0 or of 1, as the
+        # sentence weight's sign has it (the unscored candidates carry support 0; a hair added
+        # against rounding).
+        least, most = (support(np.full(len(sentences), cosine), overlaps) for cosine in (0.0, 1.0))
+        upper = {i: self.score(c) + max(w.sentence * most[home], w.sentence * least[home]) + 1e-9
                  for i, (c, home) in enumerate(zip(candidates, homes)) if home is not None}
         pending = sorted(upper, key=lambda i: -upper[i])
         made: dict[int, Answer] = {}
