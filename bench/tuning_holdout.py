@@ -42,7 +42,11 @@ def rows_of(reader_dir: Path, cache: Path | None = None, files=tuning.DEV_SETS) 
     sets; `tuning.collect`), read from `cache` if it exists, else collected (a few minutes) and
     written there."""
     if cache and cache.is_file():
-        return pickle.loads(cache.read_bytes())
+        rows = pickle.loads(cache.read_bytes())
+        # A cache of other sets (written before a dev set was added) would be judged silently
+        # on fewer sets: collect again.
+        if {row.set for row in rows} == {Path(f).name for f in files}:
+            return rows
     rows = tuning.collect(files, Settings.from_env(), reader_dir)
     if cache:
         cache.write_bytes(pickle.dumps(rows))

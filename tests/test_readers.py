@@ -86,3 +86,45 @@ def test_a_sentence_finds_the_one_before_it_in_another_passage():
     assert texts[before[texts.index("It ended.")]] == texts[hack]
     assert before[0] is None
     assert all(before[i] is None for i, s in enumerate(sentences) if s.passage is other and s.start == 0)
+
+
+def test_the_hybrid_reading_breaks_ties_of_clipped_scores_as_the_full_reading_does():
+    # Answers are ranked by unit score, which clips scores below 0 to 0: ties that the candidates'
+    # order breaks. Reading lazily must not stop at an answer that ties with one it has not read.
+    import math
+
+    import numpy as np
+
+    from qa.readers.hybrid import Candidate, HybridReader, HybridWeights
+
+    text = "Alpha came. Bravo came. Charlie came. Delta came. Echo came. Foxtrot came."
+    passage = Passage("a", "Six", 0, len(text), text, 1.0)
+    names = ["Alpha", "Bravo", "Charlie", "Delta", "Echo", "Foxtrot"]
+    margin = 4 * math.log(0.4 / 0.6)  # span term 0.4, echo 1: a score of -0.6 before support
+
+    def candidate(name):
+        start = text.index(name)
+        return Candidate(0, start, start + len(name), margin, 0.0, 1.0, 0.0, 1.0)
+    candidates = [candidate(name) for name in names]
+    homes = [None, 0, 1, 2, 3, 4]  # the first candidate has no sentence: its score is known
+    overlaps = np.array([1.0, 0.0, 0.0, 0.0, 0.0])  # Bravo's sentence shares every word
+
+    class Rules:
+        def sentence_cosines(self, question, sentences, which):
+            cosine = np.zeros(len(sentences), dtype=np.float32)
+            cosine[[i for i in which if i == 0]] = 0.1
+            return cosine
+
+    reader = HybridReader(None, Rules(), HybridWeights(span=1.0, sentence=1.0, form=0.0, counted=0.0, echo=1.0,
+                                                        min_support=0.0, threshold=-1e9))
+    reader._unscored = lambda question, passages, spans=None: (candidates, homes, [None] * 5, overlaps)
+    scores = [reader.score(c) for c in candidates]
+    assert all(score < 0 for score in scores) and reader.unit_score(max(scores)) == 0.0
+    # Every unit score is 0, so the full reading keeps the candidates' order: Alpha first, even
+    # though Bravo scores higher (-0.05 against -0.6) once its sentence is read.
+    assert [a.text for a in reader.read("Who came?", [passage], 1)] == ["Alpha"]
+    assert [a.text for a in reader.read("Who came?", [passage], 3)] == ["Alpha", "Bravo", "Charlie"]
+    # With no threshold at all the reading still ends, when nothing is left to read.
+    import dataclasses
+    reader.weights = dataclasses.replace(reader.weights, threshold=-math.inf)
+    assert [a.text for a in reader.read("Who came?", [passage], 10)] == names

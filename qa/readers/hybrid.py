@@ -212,9 +212,12 @@ class HybridReader:
                     made[i] = answer_in_passage(passages[c.passage], c.start, c.end, self.unit_score(exact[i]))
                 answers.append(made[i])
             kept = best_distinct(answers, top_k)
-            # Every candidate not yet scored is below the floor: the answers at or above it are
-            # those of the full reading, and are final once they are enough or the floor is the threshold.
-            if ceiling < w.threshold or len(kept) == top_k:
+            # Every candidate not yet scored is below the floor, so the answers at or above it are
+            # those of the full reading. They are final when the floor is the threshold, or when
+            # they are enough and the last of them outranks whatever is left: answers are ranked
+            # by unit score, where clipping or division can tie scores that differ.
+            if not pending or ceiling < w.threshold or (
+                    0 < top_k <= len(kept) and kept[-1].score > self.unit_score(ceiling)):
                 return kept
             embed(list(dict.fromkeys(homes[i] for i in pending))[:SENTENCES_PER_ROUND])
 

@@ -278,7 +278,7 @@ windows); {train.get('windows_with_answer', '?')} windows hold the answer, every
 point at `[CLS]` (no answer).
 
 Tuning only (never trained on): `dev-v2.0-part.json` (no-answer threshold, int8 check),
-`news_dev.jsonl` and `news_unanswerable_dev.jsonl`.
+`news_dev.jsonl`, `news_unanswerable_dev.jsonl` and `news_nearmiss_dev.jsonl`.
 
 ## Training
 
@@ -369,10 +369,12 @@ def _service_section(config: dict[str, Any]) -> str:
     rows = "\n".join(f"| {name} | " + " | ".join(figures.get(k, "") for k in (
         "answerable F1", "answerable abstained", "unanswerable abstained", "v2 overall")) + " |"
         for name, figures in tuning.get("report", {}).items())
+    dev_sets = ", ".join(f"`{name}`" for name in dict.fromkeys(
+        key.split(" ", 1)[1] for key in tuning.get("report", {}) if not key.startswith("hybrid - ")))
     return f"""## In the service
 
 `qa tune-reader{' --measure' if tuning.get('how') == 'measured' else ''}` ({tuning.get('date', '?')}) {tuning.get('how', 'tuned')} two ways of using the model end to end on the
-dev sets (`data/squad/dev-v2.0-part.json`, `data/news_dev.jsonl`, `data/news_unanswerable_dev.jsonl`;
+dev sets ({dev_sets}, under `data/`;
 retrieval over each set's own articles, the top answer):
 
 - `neural`: the model's best span, answered when its margin (moved by up to
