@@ -17,6 +17,13 @@ stays as it is, and the products are those of a VNNI machine, bit for bit in the
 The price, measured on an AVX2 machine: single-threaded u8 x u8 matmuls took 12% to 23% longer,
 asking took 2% to 6% longer, and loading takes 70 to 210 ms more per model, because the graph is
 rewritten in memory (docs/measurements.md; bench/int8_cpu.py runs both forms).
+
+Loading also drops what a model spends time on without changing a number: torch's export of
+scaled-dot-product attention guards each softmax with `Where(IsNaN(p), 0, p)`, for a row whose
+keys are all masked. No row the service runs is: every window and every text starts with `[CLS]`,
+which is never masked. The guard is an elementwise pass over every attention matrix, and it took
+12% of the span model's time on an AVX2 machine (docs/measurements.md); the logits without it are
+the same, bit for bit (tests/test_int8.py).
 """
 
 from __future__ import annotations
@@ -57,23 +64,72 @@ def unsigned_weights(model) -> int:
     return len(changed)
 
 
+def drop_nan_guards(model) -> int:
+    """Remove, in place, every `Where(IsNaN(p), 0, p)` whose `p` is a `Softmax` output from an
+    `onnx.ModelProto`, its readers reading `p` itself; returns how many were removed.
+
+    Exact for every input in which each sequence attends to at least one token (the module's
+    docstring); a model without such guards is left as it is."""
+    from onnx import numpy_helper
+
+    nodes = model.graph.node
+    made_by = {out: node for node in nodes for out in node.output}
+    constants = {init.name: init for init in model.graph.initializer}
+    constants.update({node.output[0]: node.attribute[0].t for node in nodes
+                      if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value"})
+    outputs = {out.name for out in model.graph.output}  # a guard that makes one keeps its name
+    replace, dropped = {}, []
+    for node in nodes:
+        if node.op_type != "Where" or len(node.input) != 3 or node.output[0] in outputs:
+            continue
+        test, _, probs = (made_by.get(name) for name in node.input)
+        zero = constants.get(node.input[1])
+        if (test is None or test.op_type != "IsNaN" or test.input[0] != node.input[2]
+                or probs is None or probs.op_type != "Softmax" or zero is None
+                or numpy_helper.to_array(zero).any()):
+            continue
+        replace[node.output[0]] = node.input[2]
+        dropped.append(node)
+        # The IsNaN goes too, unless something else reads it.
+        if sum(test.output[0] in other.input for other in nodes) == 1:
+            dropped.append(test)
+    if not replace:
+        return 0
+    for node in dropped:
+        nodes.remove(node)
+    for node in nodes:
+        for k, name in enumerate(node.input):
+            if name in replace:
+                node.input[k] = replace[name]
+    # The zeros the guards filled with, where nothing else reads them (else ONNX Runtime warns).
+    fills = {node.input[1] for node in dropped if node.op_type == "Where"}
+    read = {name for node in nodes for name in node.input} | outputs
+    for name in fills - read:
+        for node in [n for n in nodes if n.op_type == "Constant" and name in n.output]:
+            nodes.remove(node)
+        for init in [i for i in model.graph.initializer if i.name == name]:
+            model.graph.initializer.remove(init)
+    return len(replace)
+
+
 def session(model_file: str | Path, options, exact: bool | None = None):
-    """An `onnxruntime.InferenceSession` on the CPU for `model_file`, with its int8 weights made
-    unsigned unless this CPU sums u8 x s8 exactly (`exact`: None asks the CPU)."""
+    """An `onnxruntime.InferenceSession` on the CPU for `model_file`, with its attention NaN guards
+    dropped and its int8 weights made unsigned unless this CPU sums u8 x s8 exactly (`exact`:
+    None asks the CPU)."""
+    import onnx
     import onnxruntime as ort
 
     model_file = Path(model_file)
     providers = ["CPUExecutionProvider"]
     if exact is None:
         exact = cpu.sums_int8_exactly()
-    if exact:
-        return ort.InferenceSession(str(model_file), options, providers=providers)
-    import onnx
-
     model = onnx.load(str(model_file))
-    count = unsigned_weights(model)
-    if not count:
+    guards = drop_nan_guards(model)
+    count = 0 if exact else unsigned_weights(model)
+    if not guards and not count:
         return ort.InferenceSession(str(model_file), options, providers=providers)
-    log.info("%s: %d int8 weight tensors made unsigned (this CPU has no VNNI; the sums stay exact)",
-             model_file, count)
+    if count:
+        log.info("%s: %d int8 weight tensors made unsigned (this CPU has no VNNI; the sums stay exact)",
+                 model_file, count)
+    log.debug("%s: %d attention NaN guards dropped", model_file, guards)
     return ort.InferenceSession(model.SerializeToString(), options, providers=providers)

@@ -88,3 +88,67 @@ def test_a_weight_that_another_node_reads_is_left_signed(tmp_path):
     weight = next(i.name for i in model.graph.initializer if i.name.endswith("_quantized"))
     model.graph.node.append(helper.make_node("Identity", [weight], ["also_read"]))
     assert int8.unsigned_weights(model) == 0
+
+
+def _guarded_softmax_model(fill: float):
+    """x -> Softmax -> Where(IsNaN(p), fill, p) -> MatMul: the pattern torch's attention export makes."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])
+    nodes = [helper.make_node("Softmax", ["x"], ["p"], axis=-1),
+             helper.make_node("IsNaN", ["p"], ["nan"]),
+             helper.make_node("Constant", [], ["fill"], value=numpy_helper.from_array(np.array([fill], np.float32))),
+             helper.make_node("Where", ["nan", "fill", "p"], ["guarded"]),
+             helper.make_node("MatMul", ["guarded", "w"], ["y"])]
+    w = numpy_helper.from_array(np.arange(8, dtype=np.float32).reshape(4, 2), "w")
+    model = helper.make_model(helper.make_graph(nodes, "guarded", [x], [y], [w]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_the_attention_nan_guard_is_dropped_and_nothing_else():
+    x = np.random.default_rng(3).normal(size=(5, 4)).astype(np.float32)
+    model = _guarded_softmax_model(0.0)
+    before = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert int8.drop_nan_guards(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["Softmax", "MatMul"]
+    after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert np.array_equal(before, after)
+    assert int8.drop_nan_guards(model) == 0  # nothing left to drop
+    # A Where that puts something other than 0 in place of NaN means something: kept.
+    assert int8.drop_nan_guards(_guarded_softmax_model(1.0)) == 0
+
+
+def test_the_shipped_models_give_the_same_logits_without_their_nan_guards():
+    """Both shipped models carry six guards (one a layer); dropped, a padded batch of real
+    windows of different lengths gives the same numbers, bit for bit."""
+    from pathlib import Path
+
+    from tokenizers import Tokenizer
+
+    models = Path(__file__).resolve().parent.parent / "qa" / "models"
+    texts = [("How many drones were shot down?", "Air defences shot down 23 of the 25 drones overnight, officials said."),
+             ("Who spoke?", "The mayor spoke."), ("When?", "On Monday, " * 30)]
+    for name in ("reader", "encoder"):
+        model_file = models / name / "model.onnx"
+        tokenizer = Tokenizer.from_file(str(models / name / "tokenizer.json"))
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        encodings = [tokenizer.encode(q, p) for q, p in texts]
+        length = max(len(e.ids) for e in encodings)
+        feed = {"input_ids": np.zeros((len(texts), length), np.int64),
+                "attention_mask": np.zeros((len(texts), length), np.int64),
+                "token_type_ids": np.zeros((len(texts), length), np.int64)}
+        for row, e in enumerate(encodings):
+            feed["input_ids"][row, :len(e.ids)] = e.ids
+            feed["attention_mask"][row, :len(e.ids)] = 1
+            feed["token_type_ids"][row, :len(e.ids)] = e.type_ids
+        model = onnx.load(str(model_file))
+        int8.unsigned_weights(model)  # as on a CPU without VNNI, for both sessions alike
+        guarded = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        assert int8.drop_nan_guards(model) == 6, name
+        assert not any(n.op_type == "IsNaN" for n in model.graph.node), name
+        unguarded = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        feed = {k: v for k, v in feed.items() if k in {i.name for i in guarded.get_inputs()}}
+        for a, b in zip(guarded.run(None, feed), unguarded.run(None, feed)):
+            assert np.array_equal(a, b), name
