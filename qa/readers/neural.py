@@ -51,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "support_weight": 1.0,
     "min_coverage": 0.0,
     "max_unmatched_names": None,
+    "batch_size": 64,
 }
 
 # Characters trimmed from the edges of an answer span.
@@ -136,7 +137,7 @@ class SpanReader:
         support_weight: float = DEFAULTS["support_weight"],
         min_coverage: float = DEFAULTS["min_coverage"],
         max_unmatched_names: int | None = DEFAULTS["max_unmatched_names"],
-        batch_size: int = 64,
+        batch_size: int = DEFAULTS["batch_size"],
     ):
         """`threshold`: minimum adjusted margin (span score - null score) for an answer.
 
@@ -149,6 +150,10 @@ class SpanReader:
         the question's rare words (`Retriever.coverage`); the reader itself does not use it.
         `max_unmatched_names`: nor when more of the question's names than this are in no passage
         (`Retriever.unmatched_names`; None: no such gate).
+
+        `batch_size`: windows per model run. An int8 model quantizes its activations with one
+        scale per run, so a window's scores depend on the windows run beside it (and on their
+        padding); 1 makes each window's scores its own.
         """
         self.tokenizer = tokenizer
         # A fast tokenizer keeps its truncation and padding settings in itself and changes them
@@ -305,7 +310,7 @@ def _load_tokenizer(path: Path):
 
 def _settings(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     keys = ("max_length", "stride", "max_answer_tokens", "threshold", "n_best", "support_weight", "min_coverage",
-            "max_unmatched_names")
+            "max_unmatched_names", "batch_size")
     settings = {k: config[k] for k in keys if k in config}
     settings.update({k: v for k, v in overrides.items() if v is not None})
     return settings
