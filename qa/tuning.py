@@ -163,28 +163,48 @@ def _answered(best: np.ndarray, support: np.ndarray, coverage: np.ndarray, unmat
 
 
 def _key(answerable: dict[str, float], overall: dict[str, float]) -> tuple[float, float]:
-    """What a setting is judged by: mean v2 overall over the dev sets, then mean answerable F1."""
-    return float(np.mean(list(overall.values()))), float(np.mean(list(answerable.values())))
+    """What a setting is judged by: mean v2 overall over the dev sets, then mean answerable F1
+    (rounded as `_search` rounds them)."""
+    return round(float(np.mean(list(overall.values()))), 12), round(float(np.mean(list(answerable.values()))), 12)
 
 
 def _search(outcome: Outcome, best: np.ndarray, f1: np.ndarray, support: np.ndarray, coverage: np.ndarray,
             unmatched: np.ndarray, thresholds, min_supports) -> tuple[tuple, dict] | None:
     """The best (threshold, min_support, min_coverage, max_unmatched_names) for one way of
-    scoring candidates."""
+    scoring candidates.
+
+    Every setting of the grid is judged at once, as one row of a matrix of answered questions;
+    the winner is the one a loop over the grid in this order, keeping each strictly better key,
+    would keep (the first of equal keys). Keys are rounded to 12 decimals, so that settings whose
+    means are equal but were summed in another order tie."""
     has = np.isfinite(best)
     ceiling, _ = outcome.scores(f1, has)
-    found = None
-    for max_unmatched, min_support, min_coverage, threshold in itertools.product(
-            NAMES_GRID, min_supports, COVERAGE_GRID, thresholds):
-        answered = _answered(best, support, coverage, unmatched, threshold, min_support, min_coverage, max_unmatched)
-        answerable, overall = outcome.scores(f1, answered)
-        if any(answerable[name] < ceiling[name] - ANSWER_COST for name in ceiling):
-            continue
-        key = _key(answerable, overall)
-        if found is None or key > found[0]:
-            found = (key, {"threshold": round(float(threshold), 3), "min_support": min_support, "min_coverage": min_coverage,
-                           "max_unmatched_names": max_unmatched})
-    return found
+    grid = list(itertools.product(NAMES_GRID, min_supports, COVERAGE_GRID, thresholds))
+    names = np.array([np.ones(len(best), bool) if gate is None else unmatched <= gate for gate in NAMES_GRID])
+    which = np.array([NAMES_GRID.index(gate) for gate, *_ in grid])
+    min_support, min_coverage, threshold = (np.array([setting[k] for setting in grid], dtype=float)[:, None]
+                                            for k in (1, 2, 3))
+    answered = (has & (best >= threshold) & (support >= min_support) & (coverage >= min_coverage) & names[which])
+    value = np.where(outcome.answerable, f1 * answered, 1.0 - answered)
+    overall, answerable, allowed = [], [], np.ones(len(grid), bool)
+    for k, name in enumerate(outcome.sets):
+        here = outcome.set_of == k
+        if (here & outcome.answerable).any():
+            mean = value[:, here & outcome.answerable].mean(axis=1)
+            answerable.append(mean)
+            allowed &= ~(mean < ceiling[name] - ANSWER_COST)
+        overall.append(value[:, here].mean(axis=1))
+    if not allowed.any():
+        return None
+    keys = np.round(np.stack([np.mean(np.stack(overall, axis=1), axis=1),
+                              np.mean(np.stack(answerable, axis=1), axis=1) if answerable else np.full(len(grid), np.nan)],
+                             axis=1), 12)
+    candidates = np.flatnonzero(allowed)
+    top = candidates[np.lexsort((candidates, -keys[candidates, 1], -keys[candidates, 0]))[0]]
+    gate, min_support, min_coverage, threshold = grid[top]
+    return ((float(keys[top, 0]), float(keys[top, 1])),
+            {"threshold": round(float(threshold), 3), "min_support": min_support, "min_coverage": min_coverage,
+             "max_unmatched_names": gate})
 
 
 def blends() -> Iterator[tuple[HybridWeights, np.ndarray]]:

@@ -121,3 +121,50 @@ def test_measure_scores_the_settings_as_they_stand():
     # hybrid: no threshold to speak of, but the names gate refuses the unanswerable question.
     assert list(answered_mask(rows, results["hybrid"])) == [True, True, True, True, False]
     assert results["hybrid"]["key"] == (1.0, 1.0)
+
+
+def _search_by_loop(outcome, best, f1, support, coverage, unmatched, thresholds, min_supports):
+    """`tuning._search` written as the plain loop over the grid it stands for."""
+    import itertools
+
+    from qa.tuning import COVERAGE_GRID, NAMES_GRID, _answered
+
+    ceiling, _ = outcome.scores(f1, np.isfinite(best))
+    found = None
+    for gate, min_support, min_coverage, threshold in itertools.product(NAMES_GRID, min_supports, COVERAGE_GRID, thresholds):
+        answered = _answered(best, support, coverage, unmatched, threshold, min_support, min_coverage, gate)
+        answerable, overall = outcome.scores(f1, answered)
+        if any(answerable[name] < ceiling[name] - ANSWER_COST for name in ceiling):
+            continue
+        key = (round(float(np.mean(list(overall.values()))), 12), round(float(np.mean(list(answerable.values()))), 12))
+        if found is None or key > found[0]:
+            found = (key, {"threshold": round(float(threshold), 3), "min_support": min_support,
+                           "min_coverage": min_coverage, "max_unmatched_names": gate})
+    return found
+
+
+def test_the_search_judges_the_whole_grid_at_once_as_the_loop_would():
+    import itertools
+
+    from qa.tuning import GRID, _search, blends, hybrid_scores
+
+    rng = np.random.default_rng(7)
+    rows = [row(str(rng.choice(["squad", "news", "unrelated"])), bool(rng.random() < 0.6), float(rng.normal(0, 5)),
+                float(rng.random()), float(rng.random()), coverage=float(rng.random()), unmatched=int(rng.integers(0, 2)))
+            for _ in range(120)]
+    outcome = Outcome(rows)
+    support, coverage, unmatched = (np.array([getattr(r, k) for r in rows]) for k in ("best_support", "coverage", "unmatched_names"))
+    for weights, thresholds in itertools.islice(blends(), 0, None, 37):
+        best, f1 = hybrid_scores(rows, weights)
+        args = (outcome, best, f1, support, coverage, unmatched, [-1e9, *thresholds], GRID["min_support"])
+        assert _search(*args) == _search_by_loop(*args), weights
+        # Gates that refuse nothing here: many settings tie, and the first of them wins.
+        ties = (outcome, best, f1, np.ones(len(rows)), np.ones(len(rows)), np.zeros(len(rows), int),
+                [-1e9, *thresholds], GRID["min_support"])
+        found = _search(*ties)
+        assert found == _search_by_loop(*ties), weights
+        assert (found[1]["max_unmatched_names"], found[1]["min_support"], found[1]["min_coverage"]) == (None, 0.0, 0.0)
+    # No setting within the answer budget: both find none.
+    best = np.where(outcome.answerable, -1.0, 1.0)
+    args = (outcome, best, np.ones(len(rows)), support, coverage, unmatched, [0.0], (0.0,))
+    assert _search(*args) is None and _search_by_loop(*args) is None
