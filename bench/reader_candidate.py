@@ -4,9 +4,10 @@ Collects what retrieval and each span model find for every dev question (about 2
 reader; `--rows DIR` keeps them), then prints:
 
 - the candidate tuned by `qa tune-reader`'s own search, and measured with reader.json's settings;
-- per dev set, the paired difference (candidate tuned minus the shipped reader as shipped) in v2
-  overall and answerable F1, with 95% bootstrap intervals;
-- whether the tuned candidate meets the news targets of issue 10 (news_dev: at most one answerable
+- per dev set, the paired differences (candidate tuned, and candidate with the shipped settings,
+  minus the shipped reader as shipped) in v2 overall and answerable F1, with 95% bootstrap
+  intervals;
+- whether each meets the news targets of issue 10 (news_dev: at most one answerable
   question abstained, both unanswerable ones abstained, answerable F1 >= 0.85;
   news_unanswerable_dev: at least 15 of 16 abstained);
 - on the held-out news questions (`data/news_holdout.jsonl`, which no setting is chosen on): the
@@ -87,6 +88,23 @@ def held_out(ways: dict[str, tuple[list[tuning.Row], dict]]) -> None:
         print(f"  {label} - {first}, v2 overall: {d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]")
 
 
+def paired(label: str, rows: list[tuning.Row], result: dict, shipped_rows: list[tuning.Row], shipped: dict,
+           shipped_label: str) -> None:
+    """Per dev set, one way of answering minus the shipped reader, question by question."""
+    outcome = tuning.Outcome(rows)
+    mine, theirs = per_question(rows, result), per_question(shipped_rows, shipped)
+    print(f"== {label} - {shipped_label}, paired")
+    for k, name in enumerate(outcome.sets):
+        for what, mask in (("v2 overall", outcome.set_of == k), ("answerable F1", (outcome.set_of == k) & outcome.answerable)):
+            if mask.any():
+                d = mine[mask] - theirs[mask]
+                lo, hi = bootstrap_interval(d)
+                print(f"  {name} {what}: {d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]")
+    answered = tuning.answered_mask(rows, result)
+    print(f"  tuner key {result['key'][0]:.4f} against {shipped['key'][0]:.4f}; "
+          f"news targets {'met' if news_targets(outcome, result['f1'], answered) else 'MISSED'}")
+
+
 def frontier(rows: list[tuning.Row]) -> None:
     """The best SQuAD answerable F1 and v2 overall among hybrid settings that meet the targets."""
     outcome = tuning.Outcome(rows)
@@ -138,18 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     show("candidate, with the shipped settings", rows, tuning.measure(rows, config))
 
     chosen = max(tuned, key=lambda name: tuned[name]["key"])
-    outcome = tuning.Outcome(rows)
-    mine, theirs = per_question(rows, tuned[chosen]), per_question(shipped_rows, shipped[default])
-    print(f"== candidate tuned ({chosen}) - shipped ({default}), paired")
-    for k, name in enumerate(outcome.sets):
-        for what, mask in (("v2 overall", outcome.set_of == k), ("answerable F1", (outcome.set_of == k) & outcome.answerable)):
-            if mask.any():
-                d = mine[mask] - theirs[mask]
-                lo, hi = bootstrap_interval(d)
-                print(f"  {name} {what}: {d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]")
-    answered = tuning.answered_mask(rows, tuned[chosen])
-    print(f"  tuner key {tuned[chosen]['key'][0]:.4f} against {shipped[default]['key'][0]:.4f}; "
-          f"news targets {'met' if news_targets(outcome, tuned[chosen]['f1'], answered) else 'MISSED'}")
+    fixed = tuning.measure(rows, config)
+    for label, result in ((f"candidate tuned ({chosen})", tuned[chosen]),
+                          (f"candidate with the shipped settings ({default})", fixed[default])):
+        paired(label, rows, result, shipped_rows, shipped[default], f"shipped ({default})")
     held_out({
         "shipped reader, as shipped": (shipped_held, shipped[default]),
         f"candidate tuned ({chosen})": (held, tuned[chosen]),
