@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from tokenizers import Tokenizer
 
 from .. import int8
 from ..checksums import verify_model_files
@@ -129,6 +130,7 @@ class SpanReader:
         self,
         tokenizer,
         *,
+        pad_id: int = 0,
         max_length: int = DEFAULTS["max_length"],
         stride: int = DEFAULTS["stride"],
         max_answer_tokens: int = DEFAULTS["max_answer_tokens"],
@@ -139,7 +141,11 @@ class SpanReader:
         max_unmatched_names: int | None = DEFAULTS["max_unmatched_names"],
         batch_size: int = DEFAULTS["batch_size"],
     ):
-        """`threshold`: minimum adjusted margin (span score - null score) for an answer.
+        """`tokenizer`: a `tokenizers.Tokenizer` (the fast tokenizer's own core: the windows are
+        those `transformers` cuts with `truncation="only_second"` and `return_overflowing_tokens`,
+        without importing it); `pad_id` fills the rows of a batch past their window.
+
+        `threshold`: minimum adjusted margin (span score - null score) for an answer.
 
         `support_weight`: how much retrieval support moves that margin: the adjusted margin is
         margin + support_weight * support(passage), where support is in [-1, 1] (see
@@ -155,12 +161,19 @@ class SpanReader:
         scale per run, so a window's scores depend on the windows run beside it (and on their
         padding); 1 makes each window's scores its own.
         """
-        self.tokenizer = tokenizer
-        # A fast tokenizer keeps its truncation and padding settings in itself and changes them
-        # per call: two threads of the API calling it at once can fail ("Already borrowed").
-        self._tokenizing = threading.Lock()
         self.max_length = int(max_length)
         self.stride = int(stride)
+        # Two copies of the tokenizer, each set once: questions untruncated, passages cut into
+        # windows. A `tokenizers.Tokenizer` keeps its truncation setting in itself; set per call,
+        # two threads of the API at once could fail ("Already borrowed").
+        self._questions = Tokenizer.from_str(tokenizer.to_str())
+        self._questions.no_truncation()
+        self._questions.no_padding()
+        self._windows = Tokenizer.from_str(tokenizer.to_str())
+        self._windows.enable_truncation(self.max_length, stride=self.stride, strategy="only_second", direction="right")
+        self._windows.no_padding()
+        self.pad_id = int(pad_id)
+        self._tokenizing = threading.Lock()
         self.max_answer_tokens = int(max_answer_tokens)
         self.threshold = float(threshold)
         self.n_best = int(n_best)
@@ -182,10 +195,10 @@ class SpanReader:
     def _question(self, question: str) -> str:
         question = " ".join(question.split())
         with self._tokenizing:
-            enc = self.tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
-        if len(enc["input_ids"]) <= MAX_QUESTION_TOKENS:
+            offsets = self._questions.encode(question, add_special_tokens=False).offsets
+        if len(offsets) <= MAX_QUESTION_TOKENS:
             return question
-        return question[: enc["offset_mapping"][MAX_QUESTION_TOKENS - 1][1]]
+        return question[: offsets[MAX_QUESTION_TOKENS - 1][1]]
 
     def spans(self, question: str, passages: Sequence[Passage]) -> list[Span]:
         """Candidate spans of all passages, best margin first, with no threshold applied.
@@ -197,40 +210,32 @@ class SpanReader:
             return []
         q = self._question(question)
         with self._tokenizing:
-            enc = self.tokenizer(
-                [q] * len(keep),
-                [passages[i].text for i in keep],
-                truncation="only_second",
-                max_length=self.max_length,
-                stride=self.stride,
-                return_overflowing_tokens=True,
-                return_offsets_mapping=True,
-                padding=False,
-            )
-        n = len(enc["input_ids"])
-        order = sorted(range(n), key=lambda k: len(enc["input_ids"][k]))
+            encoded = self._windows.encode_batch([(q, passages[i].text) for i in keep])
+        # Each passage's first window, then the windows its overflow was cut into.
+        windows = [(i, window) for i, e in zip(keep, encoded) for window in (e, *e.overflowing)]
+        n = len(windows)
+        order = sorted(range(n), key=lambda k: len(windows[k][1].ids))
         results: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for b in range(0, n, self.batch_size):
             idx = order[b : b + self.batch_size]
-            longest = max(len(enc["input_ids"][k]) for k in idx)
-            ids = np.full((len(idx), longest), self.tokenizer.pad_token_id or 0, dtype=np.int64)
+            longest = max(len(windows[k][1].ids) for k in idx)
+            ids = np.full((len(idx), longest), self.pad_id, dtype=np.int64)
             mask = np.zeros((len(idx), longest), dtype=np.int64)
             types = np.zeros((len(idx), longest), dtype=np.int64)
             for row, k in enumerate(idx):
-                row_ids = enc["input_ids"][k]
-                ids[row, : len(row_ids)] = row_ids
-                mask[row, : len(row_ids)] = 1
-                if "token_type_ids" in enc:
-                    types[row, : len(row_ids)] = enc["token_type_ids"][k]
+                window = windows[k][1]
+                ids[row, : len(window.ids)] = window.ids
+                mask[row, : len(window.ids)] = 1
+                types[row, : len(window.ids)] = window.type_ids
             s, e = self.run_model(ids, mask, types)
             for row, k in enumerate(idx):
                 results[k] = (np.asarray(s[row], dtype=np.float32), np.asarray(e[row], dtype=np.float32))
         found: list[Span] = []
         for k in range(n):
             start_logits, end_logits = results[k]
-            p_index = keep[enc["overflow_to_sample_mapping"][k]]
-            found.extend(self._window_spans(passages[p_index], p_index, enc.sequence_ids(k),
-                                            enc["offset_mapping"][k], start_logits, end_logits))
+            p_index, window = windows[k]
+            found.extend(self._window_spans(passages[p_index], p_index, window.sequence_ids,
+                                            window.offsets, start_logits, end_logits))
         found.sort(key=lambda sp: -sp.margin)
         return found
 
@@ -298,14 +303,33 @@ def _reader_config(path: Path) -> dict[str, Any]:
     return config
 
 
-def _load_tokenizer(path: Path):
+def _load_tokenizer(path: Path) -> tuple[Tokenizer, int]:
+    """The reader folder's tokenizer (`tokenizer.json`) and its padding id, read with `tokenizers`
+    alone: `transformers` (and the torch it imports) would add seconds to every start."""
+    file = path / "tokenizer.json"
+    if not file.is_file():
+        raise BadInput("bad_reader", f"{path}: the reader needs a fast tokenizer (tokenizer.json)")
+    try:
+        tokenizer = Tokenizer.from_file(str(file))
+    except Exception as exc:  # tokenizers raises its own Exception type on a bad file
+        raise BadInput("bad_reader", f"{file}: not a tokenizer ({exc})") from exc
+    config_file = path / "tokenizer_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+    pad = config.get("pad_token", "[PAD]")
+    pad = pad.get("content") if isinstance(pad, dict) else pad
+    return tokenizer, tokenizer.token_to_id(pad) or 0
+
+
+def _hf_tokenizer(path: Path) -> tuple[Tokenizer, int]:
+    """A Hugging Face checkpoint's fast tokenizer, as `transformers` builds it (the folder may
+    hold only a vocabulary), and its padding id."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(path), use_fast=True)
     if not tokenizer.is_fast:
         raise BadInput("bad_reader", f"{path}: the reader needs a fast tokenizer (tokenizer.json)")
-    return tokenizer
+    return tokenizer.backend_tokenizer, tokenizer.pad_token_id or 0
 
 
 def _settings(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -340,7 +364,8 @@ class NeuralReader(SpanReader):
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = int8.session(model_file, options)
         self._inputs = {i.name for i in self.session.get_inputs()}
-        super().__init__(_load_tokenizer(self.path), **_settings(self.config, overrides))
+        tokenizer, pad_id = _load_tokenizer(self.path)
+        super().__init__(tokenizer, pad_id=pad_id, **_settings(self.config, overrides))
 
     def run_model(self, input_ids, attention_mask, token_type_ids):
         feed = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
@@ -366,7 +391,8 @@ class HFReader(SpanReader):
         self.model.eval()
         self._torch = torch
         self._uses_types = self.model.config.type_vocab_size > 1 if hasattr(self.model.config, "type_vocab_size") else False
-        super().__init__(_load_tokenizer(self.path), **_settings(self.config, overrides))
+        tokenizer, pad_id = _hf_tokenizer(self.path)
+        super().__init__(tokenizer, pad_id=pad_id, **_settings(self.config, overrides))
 
     def run_model(self, input_ids, attention_mask, token_type_ids):
         torch = self._torch
