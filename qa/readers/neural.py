@@ -192,6 +192,11 @@ class SpanReader:
 
     # -- shared code path --------------------------------------------------------------------
 
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Each text's word pieces, without special tokens and uncut."""
+        with self._tokenizing:
+            return [len(e.ids) for e in self._questions.encode_batch(list(texts), add_special_tokens=False)]
+
     def _question(self, question: str) -> str:
         question = " ".join(question.split())
         with self._tokenizing:

@@ -98,17 +98,14 @@ def evaluate_gold(
     }
 
 
-def _sentence_chunks(tokenizer, article_id: str, text: str, passage_tokens: int):
-    """The service's own chunks of an article (qa.chunking), counted with the reader's tokenizer."""
+def _sentence_chunks(count, article_id: str, text: str, passage_tokens: int):
+    """The service's own chunks of an article (qa.chunking), counted with the reader's tokenizer
+    (`count`: texts -> their word pieces)."""
     from ..articles import make_article
     from ..chunking import ChunkingConfig, chunk_articles
     from ..records import Passage
 
     article = make_article({"id": article_id, "text": text})
-
-    def count(texts):
-        return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
-
     chunks = chunk_articles([article], count, ChunkingConfig(passage_tokens, 1))
     return [Passage(c.article_id, article.title, c.start, c.end, c.text, 1.0) for c in chunks]
 
@@ -120,12 +117,11 @@ def evaluate_news(reader, news_file: str | Path, corpus_dir: str | Path, passage
     answer, an abstention scoring 0). A question without an article is read over the 8 chunks
     of the corpus that share the most words with it, and is right when the reader abstains.
     """
-    tokenizer = reader.tokenizer
     with open(news_file, encoding="utf-8") as f:
         items = [json.loads(line) for line in f if line.strip()]
     chunks: dict[str, list] = {}
     for path in sorted(Path(corpus_dir).glob("*.txt")):
-        chunks[path.name] = _sentence_chunks(tokenizer, path.stem, path.read_text(encoding="utf-8"), passage_tokens)
+        chunks[path.name] = _sentence_chunks(reader.count_tokens, path.stem, path.read_text(encoding="utf-8"), passage_tokens)
     every = [c for cs in chunks.values() for c in cs]
     answerable, unanswerable = [], []
     for item in items:
