@@ -222,6 +222,15 @@ class OnnxEncoder(_QueryCache):
             return self._pool
 
     def _run(self, encodings) -> np.ndarray:
+        # A text of no tokens (possible with a tokenizer that adds none) would be an all-masked row,
+        # which the model loaded without its NaN guards (qa/int8.py) turns to NaN for the whole run:
+        # it gets the zero vector that mean pooling over nothing gave.
+        if any(not e.ids for e in encodings):
+            vectors = np.zeros((len(encodings), self.dimension), dtype=np.float32)
+            real = [row for row, e in enumerate(encodings) if e.ids]
+            if real:
+                vectors[real] = self._run([encodings[row] for row in real])
+            return vectors
         length = max(len(e.ids) for e in encodings)
         ids = np.zeros((len(encodings), length), dtype=np.int64)
         mask = np.zeros((len(encodings), length), dtype=np.int64)

@@ -97,3 +97,16 @@ def test_an_index_from_before_encoders_were_recorded_holds_float32_vectors(tmp_p
     reopened = Engine(dataclasses.replace(make_settings(directory, reader="rules")), encoder=float32_encoder)
     assert reopened.search("Kyivstar cyber attack", k=1)[0].article_id
     reopened.close()
+
+
+def test_a_text_of_no_tokens_gets_a_zero_vector_and_spoils_no_other():
+    """With a tokenizer that adds no special tokens, "" has no tokens: its row would be all masked,
+    which the model without its NaN guards (qa/int8.py) turns to NaN for the whole run."""
+    from tokenizers.processors import TemplateProcessing
+
+    bare = OnnxEncoder(SHIPPED_ENCODER, threads=1, batch_size=8)
+    bare._tokenizer.post_processor = TemplateProcessing(single="$A", special_tokens=[])
+    vectors = bare.encode(["", TEXTS[0], TEXTS[1]])
+    assert not vectors[0].any()
+    assert np.isfinite(vectors).all()
+    assert np.array_equal(vectors[1:], bare.encode(TEXTS[:2]))

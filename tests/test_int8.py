@@ -119,6 +119,32 @@ def test_the_attention_nan_guard_is_dropped_and_nothing_else():
     assert int8.drop_nan_guards(_guarded_softmax_model(1.0)) == 0
 
 
+def test_a_guard_whose_parts_the_graph_shows_outside_keeps_them():
+    x = np.random.default_rng(4).normal(size=(3, 4)).astype(np.float32)
+    # The NaN test is also an output of the graph: the guard goes, the test stays and still answers.
+    model = _guarded_softmax_model(0.0)
+    model.graph.output.append(helper.make_tensor_value_info("nan", TensorProto.BOOL, [None, 4]))
+    assert int8.drop_nan_guards(model) == 1
+    y, nan = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    assert not nan.any() and y.shape == (3, 2)
+    # The fill is an initializer that is also a graph input (torch's keep_initializers_as_inputs):
+    # it stays, or the model would ask for it.
+    model = _guarded_softmax_model(0.0)
+    fill = next(n for n in model.graph.node if n.op_type == "Constant")
+    model.graph.node.remove(fill)
+    model.graph.initializer.append(numpy_helper.from_array(np.array([0.0], np.float32), "fill"))
+    model.graph.input.append(helper.make_tensor_value_info("fill", TensorProto.FLOAT, [1]))
+    assert int8.drop_nan_guards(model) == 1
+    assert "fill" in {i.name for i in model.graph.initializer}
+    ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    # A graph with subgraphs (If, Loop) is left as it is: their reads are not followed.
+    model = _guarded_softmax_model(0.0)
+    branch = helper.make_graph([helper.make_node("Identity", ["guarded"], ["z"])], "branch", [],
+                               [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)])
+    model.graph.node.append(helper.make_node("If", ["cond"], ["w"], then_branch=branch, else_branch=branch))
+    assert int8.drop_nan_guards(model) == 0
+
+
 def test_the_shipped_models_give_the_same_logits_without_their_nan_guards():
     """Both shipped models carry six guards (one a layer); dropped, a padded batch of real
     windows of different lengths gives the same numbers, bit for bit."""

@@ -246,6 +246,8 @@ def test_the_windows_are_those_transformers_cuts():
     offsets = hf(long_question, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
     assert reader._question(long_question) == long_question[: offsets[63][1]]
     assert reader.pad_id == hf.pad_token_id
+    with pytest.raises(BadInput):
+        NeuralReader(batch_size=0)
     texts = [SENTENCE, text, "Café “naïve” 👍🏽"]
     assert reader.count_tokens(texts) == [len(ids) for ids in hf(texts, add_special_tokens=False)["input_ids"]]
 

@@ -168,3 +168,18 @@ def test_the_search_judges_the_whole_grid_at_once_as_the_loop_would():
     best = np.where(outcome.answerable, -1.0, 1.0)
     args = (outcome, best, np.ones(len(rows)), support, coverage, unmatched, [0.0], (0.0,))
     assert _search(*args) is None and _search_by_loop(*args) is None
+    # Rows where the gates pay: unanswerable questions weakly supported, covered and named.
+    gated = [row("news", a, float(rng.normal(2, 3)), float(rng.uniform(0.3, 1) if a else rng.uniform(0, 0.45)),
+                 float(rng.random()), coverage=float(rng.uniform(0.25, 1) if a else rng.uniform(0, 0.3)),
+                 unmatched=int(0 if a else rng.integers(0, 2)))
+             for a in [True] * 40 + [False] * 40]
+    outcome = Outcome(gated)
+    support, coverage, unmatched = (np.array([getattr(r, k) for r in gated]) for k in ("best_support", "coverage", "unmatched_names"))
+    gates = set()
+    for weights, thresholds in itertools.islice(blends(), 0, None, 37):
+        best, f1 = hybrid_scores(gated, weights)
+        args = (outcome, best, f1, support, coverage, unmatched, [-1e9, *thresholds], GRID["min_support"])
+        found = _search(*args)
+        assert found == _search_by_loop(*args), weights
+        gates.add((found[1]["max_unmatched_names"], found[1]["min_support"], found[1]["min_coverage"]))
+    assert all(g != (None, 0.0, 0.0) for g in gates)  # every blend closed some gate here

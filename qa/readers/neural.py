@@ -131,6 +131,7 @@ class SpanReader:
         tokenizer,
         *,
         pad_id: int = 0,
+        truncation_side: str = "right",
         max_length: int = DEFAULTS["max_length"],
         stride: int = DEFAULTS["stride"],
         max_answer_tokens: int = DEFAULTS["max_answer_tokens"],
@@ -143,7 +144,8 @@ class SpanReader:
     ):
         """`tokenizer`: a `tokenizers.Tokenizer` (the fast tokenizer's own core: the windows are
         those `transformers` cuts with `truncation="only_second"` and `return_overflowing_tokens`,
-        without importing it); `pad_id` fills the rows of a batch past their window.
+        without importing it); `pad_id` fills the rows of a batch past their window;
+        `truncation_side` is the tokenizer's: the end of a passage the windows start from, as in transformers.
 
         `threshold`: minimum adjusted margin (span score - null score) for an answer.
 
@@ -170,9 +172,12 @@ class SpanReader:
         self._questions.no_truncation()
         self._questions.no_padding()
         self._windows = Tokenizer.from_str(tokenizer.to_str())
-        self._windows.enable_truncation(self.max_length, stride=self.stride, strategy="only_second", direction="right")
+        self._windows.enable_truncation(self.max_length, stride=self.stride, strategy="only_second",
+                                        direction=truncation_side)
         self._windows.no_padding()
         self.pad_id = int(pad_id)
+        # Kept although nothing changes the copies now: a reader subclass or a future setting
+        # that did would fail only under concurrent requests, and tokenizing is a few ms an ask.
         self._tokenizing = threading.Lock()
         self.max_answer_tokens = int(max_answer_tokens)
         self.threshold = float(threshold)
@@ -181,6 +186,8 @@ class SpanReader:
         self.min_coverage = float(min_coverage)
         self.max_unmatched_names = None if max_unmatched_names is None else int(max_unmatched_names)
         self.batch_size = int(batch_size)
+        if self.batch_size < 1:
+            raise BadInput("bad_reader", f"batch_size must be at least 1, not {batch_size!r}")
 
     # -- the one model-specific part ---------------------------------------------------------
 
@@ -216,8 +223,11 @@ class SpanReader:
         q = self._question(question)
         with self._tokenizing:
             encoded = self._windows.encode_batch([(q, passages[i].text) for i in keep])
-        # Each passage's first window, then the windows its overflow was cut into.
-        windows = [(i, window) for i, e in zip(keep, encoded) for window in (e, *e.overflowing)]
+        # Each passage's first window, then the windows its overflow was cut into. A window of no
+        # tokens (a tokenizer that adds none) is never run: see qa/int8.py.
+        windows = [(i, window) for i, e in zip(keep, encoded) for window in (e, *e.overflowing) if window.ids]
+        if not windows:
+            return []
         n = len(windows)
         order = sorted(range(n), key=lambda k: len(windows[k][1].ids))
         results: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -308,9 +318,10 @@ def _reader_config(path: Path) -> dict[str, Any]:
     return config
 
 
-def _load_tokenizer(path: Path) -> tuple[Tokenizer, int]:
-    """The reader folder's tokenizer (`tokenizer.json`) and its padding id, read with `tokenizers`
-    alone: `transformers` (and the torch it imports) would add seconds to every start."""
+def _load_tokenizer(path: Path) -> tuple[Tokenizer, int, str]:
+    """The reader folder's tokenizer (`tokenizer.json`, read as it is: it must be the one the model
+    was trained with, as qa.training writes it), its padding id and truncation side, read with
+    `tokenizers` alone: `transformers` (and the torch it imports) would add seconds to every start."""
     file = path / "tokenizer.json"
     if not file.is_file():
         raise BadInput("bad_reader", f"{path}: the reader needs a fast tokenizer (tokenizer.json)")
@@ -318,23 +329,25 @@ def _load_tokenizer(path: Path) -> tuple[Tokenizer, int]:
         tokenizer = Tokenizer.from_file(str(file))
     except Exception as exc:  # tokenizers raises its own Exception type on a bad file
         raise BadInput("bad_reader", f"{file}: not a tokenizer ({exc})") from exc
-    config_file = path / "tokenizer_config.json"
-    config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+    config: dict[str, Any] = {}
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):  # the second wins, as in transformers
+        if (path / name).is_file():
+            config.update(json.loads((path / name).read_text(encoding="utf-8")))
     pad = config.get("pad_token", "[PAD]")
     pad = pad.get("content") if isinstance(pad, dict) else pad
-    return tokenizer, tokenizer.token_to_id(pad) or 0
+    return tokenizer, tokenizer.token_to_id(pad) or 0, config.get("truncation_side", "right")
 
 
-def _hf_tokenizer(path: Path) -> tuple[Tokenizer, int]:
+def _hf_tokenizer(path: Path) -> tuple[Tokenizer, int, str]:
     """A Hugging Face checkpoint's fast tokenizer, as `transformers` builds it (the folder may
-    hold only a vocabulary), and its padding id."""
+    hold only a vocabulary), its padding id and truncation side."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(path), use_fast=True)
     if not tokenizer.is_fast:
         raise BadInput("bad_reader", f"{path}: the reader needs a fast tokenizer (tokenizer.json)")
-    return tokenizer.backend_tokenizer, tokenizer.pad_token_id or 0
+    return tokenizer.backend_tokenizer, tokenizer.pad_token_id or 0, tokenizer.truncation_side
 
 
 def _settings(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -369,8 +382,8 @@ class NeuralReader(SpanReader):
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = int8.session(model_file, options)
         self._inputs = {i.name for i in self.session.get_inputs()}
-        tokenizer, pad_id = _load_tokenizer(self.path)
-        super().__init__(tokenizer, pad_id=pad_id, **_settings(self.config, overrides))
+        tokenizer, pad_id, side = _load_tokenizer(self.path)
+        super().__init__(tokenizer, pad_id=pad_id, truncation_side=side, **_settings(self.config, overrides))
 
     def run_model(self, input_ids, attention_mask, token_type_ids):
         feed = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
@@ -396,8 +409,8 @@ class HFReader(SpanReader):
         self.model.eval()
         self._torch = torch
         self._uses_types = self.model.config.type_vocab_size > 1 if hasattr(self.model.config, "type_vocab_size") else False
-        tokenizer, pad_id = _hf_tokenizer(self.path)
-        super().__init__(tokenizer, pad_id=pad_id, **_settings(self.config, overrides))
+        tokenizer, pad_id, side = _hf_tokenizer(self.path)
+        super().__init__(tokenizer, pad_id=pad_id, truncation_side=side, **_settings(self.config, overrides))
 
     def run_model(self, input_ids, attention_mask, token_type_ids):
         torch = self._torch
