@@ -145,7 +145,7 @@ class SpanReader:
         """`tokenizer`: a `tokenizers.Tokenizer` (the fast tokenizer's own core: the windows are
         those `transformers` cuts with `truncation="only_second"` and `return_overflowing_tokens`,
         without importing it); `pad_id` fills the rows of a batch past their window;
-        `truncation_side` is the tokenizer's: the end of a passage the windows start from, as in transformers.
+        `truncation_side` is the tokenizer's: the end of a passage the windows start from.
 
         `threshold`: minimum adjusted margin (span score - null score) for an answer.
 
@@ -166,8 +166,8 @@ class SpanReader:
         self.max_length = int(max_length)
         self.stride = int(stride)
         # Two copies of the tokenizer, each set once: questions untruncated, passages cut into
-        # windows. A `tokenizers.Tokenizer` keeps its truncation setting in itself; set per call,
-        # two threads of the API at once could fail ("Already borrowed").
+        # windows. A `tokenizers.Tokenizer` keeps its truncation setting in itself: changed per
+        # call, two threads of the API at once could fail ("Already borrowed").
         self._questions = Tokenizer.from_str(tokenizer.to_str())
         self._questions.no_truncation()
         self._questions.no_padding()
