@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .data import DEFAULT_SEED, DEFAULT_TRAIN, base_model_path, load_squad, source_counts, synthetic_unanswerable
-from .windows import answer_lengths, build_features, collate_batch, load_tokenizer, shuffled_batches
+from .data import DEFAULT_SEED, DEFAULT_TRAIN, base_model_path, synthetic_unanswerable
+from .windows import build_features, collate_batch, load_tokenizer, shuffled_batches, usable_examples
 
 log = logging.getLogger(__name__)
 PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
@@ -109,12 +109,7 @@ def train_reader(
     seed_everything(seed)
     base = Path(base_model) if base_model else base_model_path()
     tokenizer = load_tokenizer(base)
-    examples = load_squad(train_files)
-    too_long = {
-        e.id for e, n in zip(examples, answer_lengths(tokenizer, examples)) if n > max_answer_tokens
-    }
-    sources = source_counts(examples, too_long)
-    examples = [e for e in examples if e.id not in too_long]
+    examples, sources = usable_examples(train_files, tokenizer, max_answer_tokens)
     for name, counts in sources.items():
         log.info("%s: %s", name, counts)
     if limit:

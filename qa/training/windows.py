@@ -78,6 +78,17 @@ def build_features(examples: Sequence[SquadExample], tokenizer, max_length: int,
     return features
 
 
+def usable_examples(train_files, tokenizer, max_answer_tokens: int):
+    """The training questions of `train_files` (de-duplicated by id), without those whose answer is
+    longer than `max_answer_tokens` word pieces (the longest span the reader returns), and the
+    counts per source (`data.source_counts`)."""
+    from .data import load_squad, source_counts
+
+    examples = load_squad(train_files)
+    too_long = {e.id for e, n in zip(examples, answer_lengths(tokenizer, examples)) if n > max_answer_tokens}
+    return [e for e in examples if e.id not in too_long], source_counts(examples, too_long)
+
+
 def answer_lengths(tokenizer, examples: Sequence[SquadExample]) -> list[int]:
     """Word pieces in each question's first answer (0 for an unanswerable one)."""
     texts = [e.answers[0][0] if e.answers else "" for e in examples]
