@@ -320,7 +320,10 @@ def test_articles_are_uploaded_from_md_and_jsonl_files(page, api, tmp_path):
     try:
         for path, expected in ((markdown, "page-upload-note"), (lines, "page-upload-b")):
             page.find_element(By.ID, "upload-file").send_keys(str(path))
-            page.find_element(By.CSS_SELECTOR, "#upload-form button[type=submit]").click()
+            # The form shows once the details open, and is busy while an upload runs: wait until
+            # its button takes a click (a click before that failed once: "element not interactable").
+            submit = (By.CSS_SELECTOR, "#upload-form button[type=submit]")
+            wait_for(page, expected_conditions.element_to_be_clickable(submit)).click()
             wait_for(page, lambda d: expected in d.find_element(By.ID, "library-status").text)
         stored = api.get("/articles/page-upload-note").json()
         assert stored["text"] == markdown.read_text(encoding="utf-8") and stored["title"] == "Harbour lights"
