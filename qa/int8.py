@@ -119,24 +119,23 @@ def drop_nan_guards(model) -> int:
     return len(replace)
 
 
-def session(model_file: str | Path, options, exact: bool | None = None):
-    """An `onnxruntime.InferenceSession` on the CPU for `model_file`, with its attention NaN guards
-    dropped and its int8 weights made unsigned unless this CPU sums u8 x s8 exactly (`exact`:
-    None asks the CPU)."""
+def session(model, options, exact: bool | None = None):
+    """An `onnxruntime.InferenceSession` on the CPU for `model` (a file, or an `onnx.ModelProto`,
+    which is rewritten in place), with its attention NaN guards dropped and its int8 weights made
+    unsigned unless this CPU sums u8 x s8 exactly (`exact`: None asks the CPU)."""
     import onnx
     import onnxruntime as ort
 
-    model_file = Path(model_file)
     providers = ["CPUExecutionProvider"]
     if exact is None:
         exact = cpu.sums_int8_exactly()
-    model = onnx.load(str(model_file))
+    name = model.graph.name if isinstance(model, onnx.ModelProto) else str(model)
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model))
     guards = drop_nan_guards(model)
     count = 0 if exact else unsigned_weights(model)
-    if not guards and not count:
-        return ort.InferenceSession(str(model_file), options, providers=providers)
     if count:
         log.info("%s: %d int8 weight tensors made unsigned (this CPU has no VNNI; the sums stay exact)",
-                 model_file, count)
-    log.debug("%s: %d attention NaN guards dropped", model_file, guards)
+                 name, count)
+    log.debug("%s: %d attention NaN guards dropped", name, guards)
     return ort.InferenceSession(model.SerializeToString(), options, providers=providers)

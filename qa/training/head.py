@@ -65,18 +65,15 @@ def body_states(model_file: Path, features, batch: int = 16) -> list[np.ndarray]
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from .. import cpu, int8
+    from .. import int8
 
     model = onnx.load(str(model_file))
     hidden = _head(model)[0]
     model.graph.output.append(helper.make_tensor_value_info(hidden, TensorProto.FLOAT, None))
-    int8.drop_nan_guards(model)
-    if not cpu.sums_int8_exactly():
-        int8.unsigned_weights(model)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2  # as the service's reader runs
     options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = int8.session(model, options)
     order = sorted(range(len(features)), key=lambda k: len(features[k][0]))
     states: list[np.ndarray] = [np.empty(0)] * len(features)
     began = time.monotonic()
@@ -209,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     if out.resolve() != reader.resolve():
         shutil.copytree(reader, out, dirs_exist_ok=True)
     write_head(reader / "model.onnx", out / "model.onnx", weight, bias)
-    write_checksums(out)
+    write_checksums(out)  # the model files only (checksums.READER_FILES): the reader is refused without them
     train["head_refit"] = {"epochs": args.epochs, "lr": args.lr, "seed": args.seed, "windows": len(features),
                            "seconds": seconds, **losses}
     command = f"python -m qa.training.head --epochs {args.epochs} --lr {args.lr:g} --seed {args.seed}"
@@ -224,7 +221,6 @@ def main(argv: list[str] | None = None) -> int:
     config["size_mb"] = round(folder_size(out) / 1e6 + 0.05, 1)
     (out / "reader.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     write_model_card(out, config, config["command"])
-    write_checksums(out)
     print(f"head refitted in {seconds:.0f} s; held-out training loss {losses['held_out_loss_before']} -> "
           f"{losses['held_out_loss_after']}; gold answerable F1 {dev['f1']}, v2 overall {dev['overall_f1']}")
     return 0
