@@ -6,6 +6,8 @@
 - `export`: ONNX export, int8 quantisation, the reader folder and its model card;
 - `evaluation`: scores on the dev part (gold paragraphs) and the news dev set;
 - `head`: the span head refitted on the int8 body's hidden states (`python -m qa.training.head`);
+- `top`: the last transformer layer and the head retrained on the int8 layers below
+  (`python -m qa.training.top`);
 - `cli`: `python -m qa.training`, which strings them together.
 
     python -m qa.training                      # train, export, quantize, evaluate, write the artifact

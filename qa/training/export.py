@@ -249,6 +249,23 @@ from {refit['held_out_loss_before']} to {refit['held_out_loss_after']}. The body
 ({refit['seconds'] / 60:.1f} min), most of it running the body."""
 
 
+def _top_refit(train: dict[str, Any]) -> str:
+    """The last layer and the head retrained on the int8 layers below (`qa.training.top`), if they were."""
+    refit = train.get("top_refit")
+    if not refit:
+        return ""
+    return f"""
+
+Then the last transformer layer and the span head were trained together (`python -m
+qa.training.top`): the int8 graph, as the service runs it, computed the last layer's input for
+all {refit['windows']} training windows once, and the layer (attention, feed-forward, layer norms) and the head
+were trained on them in float from the weights the graph held, with the training loss: AdamW lr
+{refit['lr']:g} (5% warm-up, then a linear decay), batches of {refit['batch_size']}, {refit['epochs']:g} epochs over 95% of the
+windows, seed {refit['seed']}; the training loss on the other 5% went from {refit['held_out_loss_before']} to
+{refit['held_out_loss_after']}. The layer's weights and the head were quantized back per channel; the
+embeddings and the layers below are unchanged. Wall time {refit['seconds']:.0f} s ({refit['seconds'] / 60:.1f} min)."""
+
+
 def write_model_card(out: Path, config: dict[str, Any], command: str) -> None:
     train = config.get("training", {})
     dev = config.get("scores", {}).get("dev", {})
@@ -297,7 +314,7 @@ Tuning only (never trained on): `dev-v2.0-part.json` (no-answer threshold, int8 
 
 ## Training
 
-{_training_runs(train)}{_head_refit(train)}
+{_training_runs(train)}{_head_refit(train)}{_top_refit(train)}
 
 Command:
 
@@ -313,7 +330,7 @@ Dev part of SQuAD v2.0 (`dev-v2.0-part.json`), each question read with its gold 
 
 | model | answerable EM | answerable F1 | no-answer accuracy (threshold {dev.get('threshold', config['threshold']):+.2f}) | overall v2 F1 |
 |---|---|---|---|---|
-| float32{', before the head was refitted' if train.get('head_refit') else ''} | {fp32.get('em', float('nan')):.4f} | {fp32.get('f1', float('nan')):.4f} | {fp32.get('no_answer_accuracy', float('nan')):.4f} | {fp32.get('overall_f1', float('nan')):.4f} |
+| float32{', before the refits' if train.get('top_refit') else ', before the head was refitted' if train.get('head_refit') else ''} | {fp32.get('em', float('nan')):.4f} | {fp32.get('f1', float('nan')):.4f} | {fp32.get('no_answer_accuracy', float('nan')):.4f} | {fp32.get('overall_f1', float('nan')):.4f} |
 | shipped ({'int8' if config['quantized'] else 'float32'}) | {dev.get('em', float('nan')):.4f} | {dev.get('f1', float('nan')):.4f} | {dev.get('no_answer_accuracy', float('nan')):.4f} | {dev.get('overall_f1', float('nan')):.4f} |
 
 Answerable EM/F1 take the best span whatever its score; with the threshold applied (an

@@ -58,9 +58,10 @@ def _head(model):
     return hidden, matmul.input[1], weight_scale, matmul.input[3], bias
 
 
-def body_states(model_file: Path, features, batch: int = 16) -> list[np.ndarray]:
-    """Each window's final hidden states (float16, [tokens, 384]) from the int8 body, run as the
-    service runs it, `batch` windows of like length at a time."""
+def body_states(model_file: Path, features, batch: int = 16, tensor: str | None = None) -> list[np.ndarray]:
+    """Each window's final hidden states (float16, [tokens, hidden]) from the int8 body, or those
+    of the graph's `tensor` (a layer's output, say), run as the service runs it, `batch` windows
+    of like length at a time."""
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
@@ -68,7 +69,9 @@ def body_states(model_file: Path, features, batch: int = 16) -> list[np.ndarray]
     from .. import int8
 
     model = onnx.load(str(model_file))
-    hidden = _head(model)[0]
+    hidden = tensor or _head(model)[0]
+    # The only output: ONNX Runtime then drops the nodes that only later outputs need.
+    del model.graph.output[:]
     model.graph.output.append(helper.make_tensor_value_info(hidden, TensorProto.FLOAT, None))
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2  # as the service's reader runs
@@ -171,12 +174,32 @@ def current_head(model_file: Path) -> tuple[np.ndarray, np.ndarray]:
     return weight.astype(np.float32), inits[bias_name].astype(np.float32)
 
 
-def main(argv: list[str] | None = None) -> int:
+def publish(reader: Path, out: Path, config: dict, write_model) -> dict:
+    """The refitted reader in `out`: `reader`'s files, the model written by `write_model(path)`,
+    its checksums, its gold-paragraph and news_dev scores in `config` (returned: the gold ones),
+    reader.json and the model card."""
     from ..checksums import write_checksums
     from ..readers.neural import NeuralReader
     from .evaluation import evaluate_gold, evaluate_news
     from .export import folder_size, write_model_card
 
+    if out.resolve() != reader.resolve():
+        shutil.copytree(reader, out, dirs_exist_ok=True)
+    write_model(out / "model.onnx")
+    write_checksums(out)  # the model files only (checksums.READER_FILES): the reader is refused without them
+    refitted = NeuralReader(out)
+    dev = evaluate_gold(refitted, DEFAULT_DEV)
+    config["scores"]["dev"] = dev
+    config["scores"]["news_dev"] = evaluate_news(refitted, DEV_DIR / "news_dev.jsonl", PROJECT_DIR / "corpus")
+    config["best_v2_threshold"] = dev["best_threshold"]
+    (out / "reader.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    config["size_mb"] = round(folder_size(out) / 1e6 + 0.05, 1)
+    (out / "reader.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    write_model_card(out, config, config["command"])
+    return dev
+
+
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reader", default=str(DEFAULT_READER), metavar="DIR", help="the int8 reader whose head is refitted")
     p.add_argument("--out", default=str(DEFAULT_READER), metavar="DIR", help="where the refitted reader goes")
@@ -202,25 +225,12 @@ def main(argv: list[str] | None = None) -> int:
     weight, bias = current_head(reader / "model.onnx")
     weight, bias, losses = fit_head(states, [(f[2], f[3]) for f in features], weight, bias, args.epochs, args.lr, args.seed)
     seconds = round(time.monotonic() - began, 1)
-
-    if out.resolve() != reader.resolve():
-        shutil.copytree(reader, out, dirs_exist_ok=True)
-    write_head(reader / "model.onnx", out / "model.onnx", weight, bias)
-    write_checksums(out)  # the model files only (checksums.READER_FILES): the reader is refused without them
     train["head_refit"] = {"epochs": args.epochs, "lr": args.lr, "seed": args.seed, "windows": len(features),
                            "seconds": seconds, **losses}
     command = f"python -m qa.training.head --epochs {args.epochs} --lr {args.lr:g} --seed {args.seed}"
     config["command"] = f"{config['command']} && {command}"
     config["date"] = args.date or datetime.date.today().isoformat()
-    refitted = NeuralReader(out)
-    dev = evaluate_gold(refitted, DEFAULT_DEV)
-    config["scores"]["dev"] = dev
-    config["scores"]["news_dev"] = evaluate_news(refitted, DEV_DIR / "news_dev.jsonl", PROJECT_DIR / "corpus")
-    config["best_v2_threshold"] = dev["best_threshold"]
-    (out / "reader.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    config["size_mb"] = round(folder_size(out) / 1e6 + 0.05, 1)
-    (out / "reader.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    write_model_card(out, config, config["command"])
+    dev = publish(reader, out, config, lambda target: write_head(reader / "model.onnx", target, weight, bias))
     print(f"head refitted in {seconds:.0f} s; held-out training loss {losses['held_out_loss_before']} -> "
           f"{losses['held_out_loss_after']}; gold answerable F1 {dev['f1']}, v2 overall {dev['overall_f1']}")
     return 0

@@ -1,0 +1,355 @@
+"""Refitting the reader's last transformer layer, with its span head, on what the int8 layers below compute.
+
+The head refit (`qa.training.head`) showed that the top of the reader gains from being trained on
+what the shipped int8 body computes, not on the float body it was trained beside. This stage goes
+one layer down: it runs the int8 graph, as the service loads it (`qa.int8.session`), up to the
+last layer's input, once for every training window, then trains the last layer (self-attention,
+feed-forward, both layer norms) and the span head together in float, from the weights the graph
+holds, with the training loop's loss (cross-entropy of the start and the end): AdamW, a warm-up
+over the first 5% of the steps then a linear decay, gradients clipped to norm 1. The layer's six
+matmul weights and the head are quantized back per channel, symmetric, as the export does, into
+the same graph: the embeddings, the layers below, the tokenizer and the graph's structure stay
+as they are. docs/measurements.md (fourteenth session) tells what it changed.
+
+    python -m qa.training.top [--reader DIR] [--out DIR] [--epochs 2] [--lr 5e-05] [--seed 14]
+
+About 30 minutes on two cores for the 34,316 windows: 12 running the layers below, 7 an epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import math
+import random
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .data import DEFAULT_SEED, DEFAULT_TRAIN, SYNTHETIC_KINDS, base_model_path, synthetic_unanswerable
+from .head import DEFAULT_READER, _head, body_states, publish
+from .windows import build_features, load_tokenizer, usable_examples
+
+log = logging.getLogger(__name__)
+
+# The last layer's matmuls, by the name torch's export gives their nodes under the layer's prefix.
+LINEARS = {"query": "attention/self/query", "key": "attention/self/key", "value": "attention/self/value",
+           "attention_out": "attention/output/dense", "intermediate": "intermediate/dense", "out": "output/dense"}
+NORMS = {"attention_norm": "attention/output/LayerNorm", "out_norm": "output/LayerNorm"}
+
+
+def top_parts(model, layers: int = 1) -> dict:
+    """Where the top `layers` layers and the head keep their numbers in an int8 export:
+    `layers`, one dict per layer from the lowest, and `head`, with per linear the (node, input
+    index) that reads its int8 weight, weight scale, weight zero point and bias, and per layer
+    norm those of its weight and bias, and its epsilon; `input`, the tensor the lowest of them
+    reads; `head_size`."""
+    from onnx import numpy_helper
+
+    nodes = list(model.graph.node)
+    made_by = {out: node for node in nodes for out in node.output}
+    by_name = {node.name: node for node in nodes}
+    hidden, weight, scale, _, bias = _head(model)
+    norm = made_by[hidden]  # the head reads the last layer's output LayerNorm
+    last = re.fullmatch(r"(.*/layer\.)(\d+)/output/LayerNorm/.*", norm.name)
+    if norm.op_type != "LayerNormalization" or not last:
+        raise ValueError("the span head does not read a BERT layer's output LayerNorm")
+    if not 1 <= layers <= int(last[2]) + 1:
+        raise ValueError(f"layers must be between 1 and {int(last[2]) + 1}, not {layers}")
+    prefixes = [f"{last[1]}{k}/" for k in range(int(last[2]) - layers + 1, int(last[2]) + 1)]
+
+    def other(node, not_this: str) -> tuple[str, int]:
+        """The input of `node` (a Mul or an Add of two) that is not `not_this`."""
+        return node.name, next(k for k, name in enumerate(node.input) if name != not_this)
+
+    def linear(matmul, scales, add) -> tuple:
+        if matmul.op_type != "MatMulInteger":
+            raise ValueError(f"{matmul.name} is not dynamically quantized int8 (MatMulInteger)")
+        activation_scale = made_by[matmul.input[0]].output[1]  # DynamicQuantizeLinear's scale
+        # Add(bias, Mul(Cast(MatMulInteger), scales)): the bias is the input that is not the product.
+        product = next(name for name in add.input if name in made_by and made_by[name].op_type == "Mul"
+                       and scales.output[0] in made_by[name].input)
+        return (matmul.name, 1), other(scales, activation_scale), (matmul.name, 3), other(add, product)
+
+    parts: dict = {"layers": [], "head": linear(
+        next(n for n in nodes if n.op_type == "MatMulInteger" and n.input[1] == weight),
+        next(n for n in nodes if n.op_type == "Mul" and scale in n.input),
+        next(n for n in nodes if n.op_type == "Add" and bias in n.input))}
+    for prefix in prefixes:
+        layer = {key: linear(by_name[f"{prefix}{sub}/MatMul_quant"], by_name[f"{prefix}{sub}/MatMul_quant_scales_mul"],
+                             by_name[f"{prefix}{sub}/Add"]) for key, sub in LINEARS.items()}
+        for key, sub in NORMS.items():
+            node = by_name[f"{prefix}{sub}/LayerNormalization"]
+            epsilon = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
+            layer[key] = ((node.name, 1), (node.name, 2), epsilon)
+        parts["layers"].append(layer)
+    query_matmul = by_name[f"{prefixes[0]}{LINEARS['query']}/MatMul_quant"]
+    parts["input"] = made_by[query_matmul.input[0]].input[0]  # DynamicQuantizeLinear's input: the layer below's output
+    query_add = by_name[f"{prefixes[0]}{LINEARS['query']}/Add"]
+    reshape = next(n for n in nodes if n.op_type == "Reshape" and n.input[0] == query_add.output[0])
+    shape = made_by[reshape.input[1]]  # Concat(batch, tokens, -1, Constant(head size))
+    parts["head_size"] = int(numpy_helper.to_array(made_by[shape.input[-1]].attribute[0].t).reshape(-1)[0])
+    return parts
+
+
+def _read(model, ref: tuple[str, int], values: dict) -> np.ndarray:
+    """The initializer that input `ref` (node name, index) reads, through any Identity nodes."""
+    node = next(n for n in model.graph.node if n.name == ref[0])
+    name = node.input[ref[1]]
+    made_by = {out: n for n in model.graph.node for out in n.output}
+    while name not in values and made_by[name].op_type == "Identity":
+        name = made_by[name].input[0]
+    return values[name]
+
+
+def _write(model, ref: tuple[str, int], array: np.ndarray) -> None:
+    """Make input `ref` read `array`: in place when it reads an initializer nothing else reads
+    (the shipped reader: every weight its own), else from a new initializer of its own (an
+    export shares equal tensors, the zero biases of a fresh model, through Identity nodes)."""
+    from onnx import numpy_helper
+
+    node = next(n for n in model.graph.node if n.name == ref[0])
+    name = node.input[ref[1]]
+    readers = sum(name == other for n in model.graph.node for other in n.input)
+    init = next((i for i in model.graph.initializer if i.name == name), None)
+    if init is not None and readers == 1:
+        if tuple(init.dims) != array.shape:
+            raise ValueError(f"{name}: shape {tuple(init.dims)} in the graph, {array.shape} to write")
+        init.CopyFrom(numpy_helper.from_array(array, name))
+        return
+    own = f"{node.name}/input.{ref[1]}"
+    model.graph.initializer.append(numpy_helper.from_array(array, own))
+    node.input[ref[1]] = own
+
+
+def _torch_top():
+    import torch
+
+    functional = torch.nn.functional
+
+    class Layer(torch.nn.Module):
+        """A BERT layer as the export computes it (GELU by erf, a key mask)."""
+
+        def __init__(self, hidden: int, intermediate: int, head_size: int, epsilons: tuple[float, float]):
+            super().__init__()
+            self.head_size = head_size
+            for key in ("query", "key", "value", "attention_out"):
+                setattr(self, key, torch.nn.Linear(hidden, hidden))
+            self.intermediate = torch.nn.Linear(hidden, intermediate)
+            self.out = torch.nn.Linear(intermediate, hidden)
+            self.attention_norm = torch.nn.LayerNorm(hidden, eps=epsilons[0])
+            self.out_norm = torch.nn.LayerNorm(hidden, eps=epsilons[1])
+
+        def forward(self, states, mask):
+            batch, tokens, hidden = states.shape
+
+            def heads(x):
+                return x.view(batch, tokens, -1, self.head_size).transpose(1, 2)
+
+            attended = functional.scaled_dot_product_attention(
+                heads(self.query(states)), heads(self.key(states)), heads(self.value(states)), attn_mask=mask[:, None, None, :])
+            states = self.attention_norm(self.attention_out(attended.transpose(1, 2).reshape(batch, tokens, hidden)) + states)
+            return self.out_norm(self.out(functional.gelu(self.intermediate(states))) + states)
+
+    class Top(torch.nn.Module):
+        """The top layers and the span head: start and end logits [batch, tokens, 2] from the
+        output of the layer below them and the mask."""
+
+        def __init__(self, layers: list, hidden: int):
+            super().__init__()
+            self.layers = torch.nn.ModuleList(layers)
+            self.head = torch.nn.Linear(hidden, 2)
+
+        def forward(self, states, mask):
+            for layer in self.layers:
+                states = layer(states, mask)
+            return self.head(states)
+
+    return Layer, Top
+
+
+def load_top(model, layers: int = 1):
+    """The top `layers` layers and the head of an int8 `onnx.ModelProto` as a float torch module
+    (the int8 weights times their scales)."""
+    import torch
+    from onnx import numpy_helper
+
+    parts = top_parts(model, layers)
+    values = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    hidden, intermediate = _read(model, parts["layers"][0]["intermediate"][0], values).shape
+    layer_class, top_class = _torch_top()
+    top = top_class([layer_class(hidden, intermediate, parts["head_size"], (p["attention_norm"][2], p["out_norm"][2]))
+                     for p in parts["layers"]], hidden)
+
+    def load_linear(linear, refs):
+        weight, scale, zero, bias = (_read(model, ref, values) for ref in refs)
+        floats = (weight.astype(np.float32) - zero.astype(np.float32)) * scale  # [in, out]
+        linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(floats.T)))
+        linear.bias.copy_(torch.from_numpy(bias.astype(np.float32)))
+
+    with torch.no_grad():
+        for layer, layer_parts in zip(top.layers, parts["layers"]):
+            for key in LINEARS:
+                load_linear(getattr(layer, key), layer_parts[key])
+            for key in NORMS:
+                norm = getattr(layer, key)
+                norm.weight.copy_(torch.from_numpy(_read(model, layer_parts[key][0], values).astype(np.float32)))
+                norm.bias.copy_(torch.from_numpy(_read(model, layer_parts[key][1], values).astype(np.float32)))
+        load_linear(top.head, parts["head"])
+    return top
+
+
+def write_top(model_file: Path, out_file: Path, top) -> None:
+    """`model_file` with its top layers' and head's numbers replaced by `top`'s (as many layers
+    as `top` has), the weights quantized per channel, symmetric, as the export does; written to
+    `out_file`."""
+    import onnx
+
+    model = onnx.load(str(model_file))
+    parts = top_parts(model, len(top.layers))
+
+    def write_linear(linear, refs):
+        weight = linear.weight.detach().numpy().T.astype(np.float32)  # [in, out]
+        scale = np.maximum(np.abs(weight).max(axis=0) / 127, np.finfo(np.float32).tiny).astype(np.float32)
+        quantized = np.clip(np.rint(weight / scale), -127, 127).astype(np.int8)
+        arrays = (quantized, scale, np.zeros(weight.shape[1], np.int8), linear.bias.detach().numpy().astype(np.float32))
+        for ref, array in zip(refs, arrays):
+            _write(model, ref, array)
+
+    for layer, layer_parts in zip(top.layers, parts["layers"]):
+        for key in LINEARS:
+            write_linear(getattr(layer, key), layer_parts[key])
+        for key in NORMS:
+            norm = getattr(layer, key)
+            _write(model, layer_parts[key][0], norm.weight.detach().numpy().astype(np.float32))
+            _write(model, layer_parts[key][1], norm.bias.detach().numpy().astype(np.float32))
+    write_linear(top.head, parts["head"])
+    onnx.save(model, str(out_file))
+
+
+def fit_top(top, states: Sequence[np.ndarray], labels: Sequence[tuple[int, int]], epochs: float = 2.0,
+            lr: float = 5e-5, seed: int = DEFAULT_SEED, batch: int = 32) -> dict:
+    """Train `top` in place on the layer below's outputs `states` and their (start, end) labels:
+    `epochs` passes over 95% of the windows in batches of like length; the other 5% are scored
+    before and after (the split is the head refit's for the same seed). Returns the two losses."""
+    import torch
+
+    functional = torch.nn.functional
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    ids = list(range(len(states)))
+    rng.shuffle(ids)
+    held, train = ids[: len(ids) // 20], ids[len(ids) // 20 :]
+
+    def batches(which):
+        which = sorted(which, key=lambda k: len(states[k]))
+        return [which[i : i + batch] for i in range(0, len(which), batch)]
+
+    def loss(chunk):
+        length = max(len(states[k]) for k in chunk)
+        h = np.zeros((len(chunk), length, states[chunk[0]].shape[1]), np.float32)
+        mask = np.zeros((len(chunk), length), bool)
+        for row, k in enumerate(chunk):
+            h[row, : len(states[k])], mask[row, : len(states[k])] = states[k], True
+        mask_t = torch.from_numpy(mask)
+        logits = top(torch.from_numpy(h), mask_t).masked_fill(~mask_t[:, :, None], -1e4)
+        starts, ends = (torch.tensor([labels[k][i] for k in chunk]) for i in (0, 1))
+        return (functional.cross_entropy(logits[:, :, 0], starts) + functional.cross_entropy(logits[:, :, 1], ends)) / 2
+
+    def held_loss() -> float:
+        top.eval()
+        with torch.no_grad():
+            total = sum(float(loss(chunk)) * len(chunk) for chunk in batches(held))
+        top.train()
+        return round(total / len(held), 4)
+
+    before = held_loss()
+    steps = math.ceil(len(train) / batch * epochs)
+    warm = max(1, steps // 20)
+    optimizer = torch.optim.AdamW(top.parameters(), lr=lr, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min((step + 1) / warm, max(0.0, (steps - step) / max(1, steps - warm))))
+    step, began, running = 0, time.monotonic(), None
+    while step < steps:
+        chunks = batches(train)
+        rng.shuffle(chunks)
+        for chunk in chunks[: steps - step]:
+            value = loss(chunk)
+            optimizer.zero_grad()
+            value.backward()
+            torch.nn.utils.clip_grad_norm_(top.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            step += 1
+            seen = float(value.detach())
+            running = seen if running is None else 0.98 * running + 0.02 * seen
+            if step % 200 == 0 or step == steps:
+                log.info("top: step %d/%d, loss %.4f, %.1f windows/s", step, steps, running,
+                         step * batch / max(1e-9, time.monotonic() - began))
+    after = held_loss()
+    log.info("top: held-out loss %.4f (%.4f before)", after, before)
+    return {"held_out_loss_before": before, "held_out_loss_after": after}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import onnx
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--reader", default=str(DEFAULT_READER), metavar="DIR", help="the int8 reader whose top is refitted")
+    p.add_argument("--out", default=str(DEFAULT_READER), metavar="DIR", help="where the refitted reader goes")
+    p.add_argument("--train", nargs="+", default=[str(f) for f in DEFAULT_TRAIN], metavar="FILE")
+    p.add_argument("--layers", type=int, default=1, help="how many of the top layers to retrain (with the head)")
+    p.add_argument("--epochs", type=float, default=2.0)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=14)  # the shipped run's seed
+    p.add_argument("--synthetic-unanswerable", type=float, default=0.0, metavar="RATE",
+                   help="add unanswerable variants of this share of the answerable questions (as python -m qa.training)")
+    p.add_argument("--synthetic-kind", choices=SYNTHETIC_KINDS, default="elsewhere")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--date", default=None, help="date for the model card (default: today)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    reader, out = Path(args.reader), Path(args.out)
+    config = json.loads((reader / "reader.json").read_text(encoding="utf-8"))
+    if config.get("training", {}).get("top_refit"):
+        print(f"{reader}: its top layers were refitted already", file=sys.stderr)
+        return 2
+    began = time.monotonic()
+    tokenizer = load_tokenizer(base_model_path())
+    train = config["training"]
+    examples, _ = usable_examples(args.train, tokenizer, train.get("max_answer_tokens", 30))
+    made = synthetic_unanswerable(examples, args.synthetic_unanswerable, args.seed, args.synthetic_kind) \
+        if args.synthetic_unanswerable > 0 else []
+    features = build_features(examples + made, tokenizer, train["max_length"], train["stride"])
+    log.info("%d questions (%d synthetic unanswerable), %d windows", len(examples) + len(made), len(made), len(features))
+    model = onnx.load(str(reader / "model.onnx"))
+    states = body_states(reader / "model.onnx", features, tensor=top_parts(model, args.layers)["input"])
+    top = load_top(model, args.layers)
+    losses = fit_top(top, states, [(f[2], f[3]) for f in features], args.epochs, args.lr, args.seed, args.batch_size)
+    seconds = round(time.monotonic() - began, 1)
+    train["top_refit"] = {"layers": args.layers, "synthetic_unanswerable": args.synthetic_unanswerable,
+                          "synthetic_kind": args.synthetic_kind, "synthetic_questions": len(made), "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
+                          "windows": len(features), "seconds": seconds, **losses}
+    command = f"python -m qa.training.top --layers {args.layers} --epochs {args.epochs:g} --lr {args.lr:g} --seed {args.seed}"
+    if made:
+        command += f" --synthetic-unanswerable {args.synthetic_unanswerable:g} --synthetic-kind {args.synthetic_kind}"
+    config["command"] = f"{config['command']} && {command}"
+    config["date"] = args.date or datetime.date.today().isoformat()
+    dev = publish(reader, out, config, lambda target: write_top(reader / "model.onnx", target, top))
+    print(f"top {args.layers} layer(s) refitted in {seconds:.0f} s; held-out training loss {losses['held_out_loss_before']} -> "
+          f"{losses['held_out_loss_after']}; gold answerable F1 {dev['f1']}, v2 overall {dev['overall_f1']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

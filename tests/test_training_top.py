@@ -1,0 +1,83 @@
+"""Retraining the last layer and the span head on the int8 layers below (qa.training.top), on a
+tiny checkpoint exported and quantized as the shipped reader is (real ONNX Runtime, real torch)."""
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+
+from qa.training import export_onnx, quantize_onnx
+from qa.training.head import body_states
+from qa.training.top import fit_top, load_top, top_parts, write_top
+
+from .conftest import tiny_qa_checkpoint
+from .test_training_head import _logits, _windows
+
+
+def _top_logits(top, states):
+    with torch.no_grad():
+        return [top(torch.from_numpy(s.astype(np.float32))[None], torch.ones(1, len(s), dtype=torch.bool))[0].numpy()
+                for s in states]
+
+
+def _initializers(path):
+    return {init.name: numpy_helper.to_array(init) for init in onnx.load(str(path)).graph.initializer}
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_the_top_layers_are_read_written_and_retrained_over_an_unchanged_body(tmp_path, layers):
+    fp32 = export_onnx(tiny_qa_checkpoint(tmp_path / "checkpoint"), tmp_path / "fp32.onnx")
+    model = quantize_onnx(fp32, tmp_path / "int8.onnx", per_channel=True)
+    parts = top_parts(onnx.load(str(model)), layers)
+    # The tiny model has two layers: the top one reads layer 0, both read the embeddings.
+    assert parts["input"].startswith("/inner/bert/encoder/layer.0/" if layers == 1 else "/inner/bert/embeddings/")
+    assert parts["head_size"] == 16  # hidden 32 in 2 heads
+    features = _windows()
+    states = body_states(model, features, batch=1, tensor=parts["input"])
+    top = load_top(onnx.load(str(model)), layers)
+    # The float layer over the int8 layer's input gives the model's own logits, up to the int8
+    # rounding of the layer's activations.
+    for mine, theirs in zip(_top_logits(top, states), _logits(model, features)):
+        np.testing.assert_allclose(mine, theirs, atol=0.02 * float(np.abs(theirs).max()) + 0.05)
+
+    # Written back unchanged, it reads back the same (this export shares its equal zero biases
+    # through Identity nodes: the layer's get their own initializers).
+    write_top(model, tmp_path / "same.onnx", top)
+    again = load_top(onnx.load(str(tmp_path / "same.onnx")), layers)
+    assert all(torch.equal(a, b) for a, b in zip(top.state_dict().values(), again.state_dict().values()))
+    before = _initializers(model)
+
+    labels = [(f[2], f[3]) for f in features]
+    losses = fit_top(top, states, labels, epochs=30, lr=3e-3, seed=1, batch=16)
+    assert losses["held_out_loss_after"] < losses["held_out_loss_before"] - 0.1
+    write_top(model, tmp_path / "refitted.onnx", top)
+    after = _initializers(tmp_path / "refitted.onnx")
+    # What changed in place: the int8 weights and scales of six matmuls a layer and the head's,
+    # and the head's own bias; the shared zero biases and all that the layers below read did not.
+    changed = {k for k in before if not np.array_equal(before[k], after[k])}
+    below = {name for n in onnx.load(str(model)).graph.node if ("/layer.0/" if layers == 1 else "/embeddings/") in n.name
+             for name in n.input}
+    assert len(changed) == 2 * (6 * layers + 1) + 1 and not changed & below
+    # The layers below are unchanged, and the file computes the retrained layer.
+    again = body_states(tmp_path / "refitted.onnx", features, batch=1, tensor=parts["input"])
+    assert all(np.array_equal(a, b) for a, b in zip(states, again))
+    for mine, theirs in zip(_top_logits(top, states), _logits(tmp_path / "refitted.onnx", features)):
+        np.testing.assert_allclose(mine, theirs, atol=0.03 * float(np.abs(theirs).max()) + 0.05)
+
+
+
+def test_the_shipped_reader_is_written_back_number_for_number(tmp_path):
+    """Read and written back unchanged, the shipped reader holds the same numbers, in the same
+    initializers: each of its weights is its own, replaced in place."""
+    from qa.training.head import DEFAULT_READER
+
+    model_file = DEFAULT_READER / "model.onnx"
+    model = onnx.load(str(model_file))
+    parts = top_parts(model)
+    assert parts["head_size"] == 32 and parts["input"].startswith("/inner/bert/encoder/layer.4/")
+    assert top_parts(model, 3)["input"].startswith("/inner/bert/encoder/layer.2/")
+    write_top(model_file, tmp_path / "same.onnx", load_top(model, 3))
+    before, after = _initializers(model_file), _initializers(tmp_path / "same.onnx")
+    assert before.keys() == after.keys() and all(np.array_equal(before[k], after[k]) for k in before)
+    assert [list(n.input) for n in onnx.load(str(tmp_path / "same.onnx")).graph.node] == [list(n.input) for n in model.graph.node]
