@@ -250,20 +250,27 @@ from {refit['held_out_loss_before']} to {refit['held_out_loss_after']}. The body
 
 
 def _top_refit(train: dict[str, Any]) -> str:
-    """The last layer and the head retrained on the int8 layers below (`qa.training.top`), if they were."""
+    """The top layers and the head retrained on the int8 layers below (`qa.training.top`), if they were."""
     refit = train.get("top_refit")
     if not refit:
         return ""
+    layers = refit.get("layers", 1)
+    which = "the last transformer layer" if layers == 1 else f"the top {layers} transformer layers"
+    synthetic = (f" (with the windows of {refit['synthetic_questions']} synthetic unanswerable questions, kind "
+                 f"\"{refit['synthetic_kind']}\", made from a {refit['synthetic_unanswerable']:g} share of the answerable ones)"
+                 if refit.get("synthetic_questions") else "")
+    int8_loss = (f"; the int8 graph's own, written back, from {refit['held_out_int8_before']} to {refit['held_out_int8_after']}"
+                 if "held_out_int8_after" in refit else "")
     return f"""
 
-Then the last transformer layer and the span head were trained together (`python -m
-qa.training.top`): the int8 graph, as the service runs it, computed the last layer's input for
-all {refit['windows']} training windows once, and the layer (attention, feed-forward, layer norms) and the head
-were trained on them in float from the weights the graph held, with the training loss: AdamW lr
-{refit['lr']:g} (5% warm-up, then a linear decay), batches of {refit['batch_size']}, {refit['epochs']:g} epochs over 95% of the
-windows, seed {refit['seed']}; the training loss on the other 5% went from {refit['held_out_loss_before']} to
-{refit['held_out_loss_after']}. The layer's weights and the head were quantized back per channel; the
-embeddings and the layers below are unchanged. Wall time {refit['seconds']:.0f} s ({refit['seconds'] / 60:.1f} min)."""
+Then {which} and the span head were retrained together (`python -m qa.training.top`): the
+int8 graph, as the service runs it, computed their input for all {refit['windows']} training windows
+once{synthetic}, and the layers (attention, feed-forward, layer norms) and the head were trained
+on them in float from the weights the graph held, with the training loss and no dropout: AdamW
+lr {refit['lr']:g} (5% warm-up, then a linear decay), batches of {refit['batch_size']}, {refit['epochs']:g} epoch(s) over 95% of the
+windows, seed {refit['seed']}. The training loss on the other 5% went from {refit['held_out_loss_before']} to
+{refit['held_out_loss_after']} in float{int8_loss}. The weights were quantized back per channel; the embeddings
+and the layers below are unchanged. Wall time {refit['seconds']:.0f} s ({refit['seconds'] / 60:.1f} min)."""
 
 
 def write_model_card(out: Path, config: dict[str, Any], command: str) -> None:
