@@ -58,6 +58,43 @@ def _head(model):
     return hidden, matmul.input[1], weight_scale, matmul.input[3], bias
 
 
+def padded_windows(features, idx: Sequence[int]) -> dict[str, np.ndarray]:
+    """The graph's inputs for the windows `idx` of `features`, padded to the longest."""
+    length = max(len(features[k][0]) for k in idx)
+    ids, types, mask = (np.zeros((len(idx), length), np.int64) for _ in range(3))
+    for row, k in enumerate(idx):
+        n = len(features[k][0])
+        ids[row, :n], types[row, :n], mask[row, :n] = features[k][0], features[k][1], 1
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+
+def split(count: int, rng: random.Random) -> tuple[list[int], list[int]]:
+    """`count` windows in `rng`'s order, cut into the 5% kept back to watch the loss (at least
+    one) and the rest. Windows of one paragraph fall on both sides, and all were the reader's
+    training windows: the held-out loss shows the fit, the dev sets judge it."""
+    ids = list(range(count))
+    rng.shuffle(ids)
+    cut = max(1, count // 20)
+    return ids[:cut], ids[cut:]
+
+
+def like_length_batches(states: Sequence[np.ndarray], which: Sequence[int], batch: int) -> list[list[int]]:
+    """`which` in batches of `batch` windows of like length (by their states' length)."""
+    which = sorted(which, key=lambda k: len(states[k]))
+    return [which[i : i + batch] for i in range(0, len(which), batch)]
+
+
+def stacked(states: Sequence[np.ndarray], chunk: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The states of the windows `chunk` as one float32 array [windows, tokens, hidden], padded
+    with zeros, and its mask (True on the windows' tokens)."""
+    length = max(len(states[k]) for k in chunk)
+    h = np.zeros((len(chunk), length, states[chunk[0]].shape[1]), np.float32)
+    mask = np.zeros((len(chunk), length), bool)
+    for row, k in enumerate(chunk):
+        h[row, : len(states[k])], mask[row, : len(states[k])] = states[k], True
+    return h, mask
+
+
 def body_states(model_file: Path, features, batch: int = 16, tensor: str | None = None) -> list[np.ndarray]:
     """Each window's final hidden states (float16, [tokens, hidden]) from the int8 body, or those
     of the graph's `tensor` (a layer's output, say), run as the service runs it, `batch` windows
@@ -82,12 +119,7 @@ def body_states(model_file: Path, features, batch: int = 16, tensor: str | None 
     began = time.monotonic()
     for b in range(0, len(order), batch):
         idx = order[b : b + batch]
-        length = max(len(features[k][0]) for k in idx)
-        ids, types, mask = (np.zeros((len(idx), length), np.int64) for _ in range(3))
-        for row, k in enumerate(idx):
-            n = len(features[k][0])
-            ids[row, :n], types[row, :n], mask[row, :n] = features[k][0], features[k][1], 1
-        out = session.run([hidden], {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})[0]
+        out = session.run([hidden], padded_windows(features, idx))[0]
         for row, k in enumerate(idx):
             states[k] = out[row, : len(features[k][0])].astype(np.float16)
         if (b // batch) % 250 == 0:
@@ -107,20 +139,13 @@ def fit_head(states: Sequence[np.ndarray], labels: Sequence[tuple[int, int]], we
     rng = random.Random(seed)
     w = torch.tensor(weight, dtype=torch.float32, requires_grad=True)
     b = torch.tensor(bias, dtype=torch.float32, requires_grad=True)
-    ids = list(range(len(states)))
-    rng.shuffle(ids)
-    held, train = ids[: len(ids) // 20], ids[len(ids) // 20 :]
+    held, train = split(len(states), rng)
 
     def batches(which):
-        which = sorted(which, key=lambda k: len(states[k]))
-        return [which[i : i + batch] for i in range(0, len(which), batch)]
+        return like_length_batches(states, which, batch)
 
     def losses(chunk):
-        length = max(len(states[k]) for k in chunk)
-        h = np.zeros((len(chunk), length, states[chunk[0]].shape[1]), np.float32)
-        mask = np.zeros((len(chunk), length), bool)
-        for row, k in enumerate(chunk):
-            h[row, : len(states[k])], mask[row, : len(states[k])] = states[k], True
+        h, mask = stacked(states, chunk)
         logits = (torch.from_numpy(h) @ w + b).masked_fill(~torch.from_numpy(mask)[:, :, None], -1e4)
         starts = torch.tensor([labels[k][0] for k in chunk])
         ends = torch.tensor([labels[k][1] for k in chunk])

@@ -34,7 +34,7 @@ from typing import Sequence
 import numpy as np
 
 from .data import DEFAULT_SEED, DEFAULT_TRAIN, SYNTHETIC_KINDS, base_model_path, synthetic_unanswerable
-from .head import DEFAULT_READER, _head, body_states, publish
+from .head import DEFAULT_READER, _head, body_states, like_length_batches, padded_windows, publish, split, stacked
 from .windows import build_features, load_tokenizer, usable_examples
 
 log = logging.getLogger(__name__)
@@ -234,17 +234,6 @@ def write_top(model_file: Path, out_file: Path, top) -> None:
     onnx.save(model, str(out_file))
 
 
-def split(count: int, seed: int = DEFAULT_SEED) -> tuple[list[int], list[int]]:
-    """`count` windows in a seeded order, cut into the 5% kept back to watch the loss (at least
-    one) and the rest: the head refit's split for the same seed and windows. Windows of one
-    paragraph fall on both sides, and all of them were the reader's training windows: this loss
-    shows the fit, the dev sets judge it."""
-    ids = list(range(count))
-    random.Random(seed).shuffle(ids)
-    cut = max(1, count // 20)
-    return ids[:cut], ids[cut:]
-
-
 def graph_loss(model_file: Path, features, which: Sequence[int], batch: int = 16) -> float:
     """The training loss of the int8 graph itself, as the service loads it, on the windows
     `which`: what the float layers trained on become once written back and quantized."""
@@ -260,12 +249,7 @@ def graph_loss(model_file: Path, features, which: Sequence[int], batch: int = 16
     total = 0.0
     for b in range(0, len(order), batch):
         idx = order[b : b + batch]
-        length = max(len(features[k][0]) for k in idx)
-        ids, types, mask = (np.zeros((len(idx), length), np.int64) for _ in range(3))
-        for row, k in enumerate(idx):
-            n = len(features[k][0])
-            ids[row, :n], types[row, :n], mask[row, :n] = features[k][0], features[k][1], 1
-        start, end = session.run(["start_logits", "end_logits"], {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
+        start, end = session.run(["start_logits", "end_logits"], padded_windows(features, idx))
         for row, k in enumerate(idx):
             n = len(features[k][0])
             for logits, label in ((start[row, :n], features[k][2]), (end[row, :n], features[k][3])):
@@ -277,7 +261,7 @@ def graph_loss(model_file: Path, features, which: Sequence[int], batch: int = 16
 def fit_top(top, states: Sequence[np.ndarray], labels: Sequence[tuple[int, int]], epochs: float = 2.0,
             lr: float = 5e-5, seed: int = DEFAULT_SEED, batch: int = 32) -> dict:
     """Train `top` in place on the layer below's outputs `states` and their (start, end) labels:
-    `epochs` passes over the windows `held_out` leaves, in batches of like length; the held-out
+    `epochs` passes over the windows `split` leaves, in batches of like length; the held-out
     ones are scored in float before and after. Returns the two losses.
 
     Unlike `loop`, there is no dropout, and the batches are cut once: every epoch shuffles the
@@ -287,19 +271,13 @@ def fit_top(top, states: Sequence[np.ndarray], labels: Sequence[tuple[int, int]]
     functional = torch.nn.functional
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    rng.shuffle(list(range(len(states))))  # the draw `split` makes: the batches' shuffles follow it
-    held, train = split(len(states), seed)
+    held, train = split(len(states), rng)  # the head refit's split for the same seed and windows
 
     def batches(which):
-        which = sorted(which, key=lambda k: len(states[k]))
-        return [which[i : i + batch] for i in range(0, len(which), batch)]
+        return like_length_batches(states, which, batch)
 
     def loss(chunk):
-        length = max(len(states[k]) for k in chunk)
-        h = np.zeros((len(chunk), length, states[chunk[0]].shape[1]), np.float32)
-        mask = np.zeros((len(chunk), length), bool)
-        for row, k in enumerate(chunk):
-            h[row, : len(states[k])], mask[row, : len(states[k])] = states[k], True
+        h, mask = stacked(states, chunk)
         mask_t = torch.from_numpy(mask)
         logits = top(torch.from_numpy(h), mask_t).masked_fill(~mask_t[:, :, None], -1e4)
         starts, ends = (torch.tensor([labels[k][i] for k in chunk]) for i in (0, 1))
@@ -382,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     del states
     # The float layers are not what ships: the written graph quantizes their weights and, per
     # run, their inputs. Its own loss on the held-out windows decides.
-    held = split(len(features), args.seed)[0]
+    held = split(len(features), random.Random(args.seed))[0]
     with tempfile.TemporaryDirectory() as scratch:
         trial = Path(scratch) / "model.onnx"
         write_top(reader / "model.onnx", trial, top)
