@@ -338,6 +338,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             config["threshold"] = results["neural"]["threshold"]
             config["min_coverage"] = results["neural"]["min_coverage"]
             config["max_unmatched_names"] = results["neural"]["max_unmatched_names"]
+        if config.get("default") != chosen:
+            config.pop("default_why", None)  # the reason a default was kept against the key, if any
         config["default"] = chosen
         config["tuning"] = {"date": datetime.date.today().isoformat(), "how": "measured" if args.measure else "tuned",
                             "report": report(rows, results)}
