@@ -148,3 +148,42 @@ def test_padding_does_not_change_a_window(tmp_path):
         batch = top(torch.from_numpy(padded), torch.from_numpy(mask)).numpy()
     for row, alone in enumerate(_top_logits(top, states)):
         np.testing.assert_allclose(batch[row, : len(states[row])], alone, atol=1e-5)
+
+
+def _tiny_reader(tmp_path):
+    """A tiny int8 reader folder as `python -m qa.training` leaves one (the fields main reads)."""
+    import json
+    import shutil
+
+    from qa.checksums import write_checksums
+
+    checkpoint = tiny_qa_checkpoint(tmp_path / "checkpoint")
+    reader = tmp_path / "reader"
+    reader.mkdir()
+    quantize_onnx(export_onnx(checkpoint, tmp_path / "fp32.onnx"), reader / "model.onnx", per_channel=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copyfile(checkpoint / name, reader / name)
+    config = {"training": {"max_length": 64, "stride": 32, "max_answer_tokens": 30}, "command": "python -m qa.training",
+              "scores": {}, "quantized": True, "threshold": 0.0}
+    (reader / "reader.json").write_text(json.dumps(config))
+    write_checksums(reader)
+    return reader
+
+
+def test_main_writes_nothing_when_the_int8_graph_did_not_gain(tmp_path, capsys):
+    """With nothing learned (lr 0) the written graph's held-out loss cannot fall: main says so,
+    exits 1, and leaves no reader behind."""
+    import json
+
+    from qa.training.top import main
+
+    from .conftest import ROOT
+
+    squad = json.loads((ROOT / "data" / "squad" / "dev-v2.0-part.json").read_text())
+    squad["data"] = squad["data"][:1]
+    (tmp_path / "train.json").write_text(json.dumps(squad))
+    reader, out = _tiny_reader(tmp_path), tmp_path / "out"
+    code = main(["--reader", str(reader), "--out", str(out), "--train", str(tmp_path / "train.json"),
+                 "--lr", "0", "--epochs", "1", "--threads", "1"])
+    assert code == 1 and "did not fall" in capsys.readouterr().err
+    assert not out.exists()
