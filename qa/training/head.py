@@ -95,25 +95,48 @@ def stacked(states: Sequence[np.ndarray], chunk: Sequence[int]) -> tuple[np.ndar
     return h, mask
 
 
+def graph_session(model):
+    """An ONNX Runtime session of an int8 reader (a path or an `onnx.ModelProto`), loaded as the
+    service loads it, on its two threads."""
+    import onnxruntime as ort
+
+    from .. import int8
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2  # as the service's reader runs
+    options.log_severity_level = 3
+    return int8.session(model, options)
+
+
+def reader_windows(config: dict, train_files, synthetic: float = 0.0, kind: str = "elsewhere",
+                   seed: int = DEFAULT_SEED) -> tuple[list, int]:
+    """The training windows of a reader's `config` (its max_length, stride and longest answer)
+    over `train_files`, with those of `synthetic` unanswerable variants of the answerable
+    questions (`data.synthetic_unanswerable`); and how many such questions were made."""
+    from .data import synthetic_unanswerable
+
+    tokenizer = load_tokenizer(base_model_path())
+    train = config["training"]
+    examples, _ = usable_examples(train_files, tokenizer, train.get("max_answer_tokens", 30))
+    made = synthetic_unanswerable(examples, synthetic, seed, kind) if synthetic > 0 else []
+    features = build_features(examples + made, tokenizer, train["max_length"], train["stride"])
+    log.info("%d questions (%d synthetic unanswerable), %d windows", len(examples) + len(made), len(made), len(features))
+    return features, len(made)
+
+
 def body_states(model_file: Path, features, batch: int = 16, tensor: str | None = None) -> list[np.ndarray]:
     """Each window's final hidden states (float16, [tokens, hidden]) from the int8 body, or those
     of the graph's `tensor` (a layer's output, say), run as the service runs it, `batch` windows
     of like length at a time."""
     import onnx
-    import onnxruntime as ort
     from onnx import TensorProto, helper
-
-    from .. import int8
 
     model = onnx.load(str(model_file))
     hidden = tensor or _head(model)[0]
     # The only output: ONNX Runtime then drops the nodes that only later outputs need.
     del model.graph.output[:]
     model.graph.output.append(helper.make_tensor_value_info(hidden, TensorProto.FLOAT, None))
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2  # as the service's reader runs
-    options.log_severity_level = 3
-    session = int8.session(model, options)
+    session = graph_session(model)
     order = sorted(range(len(features)), key=lambda k: len(features[k][0]))
     states: list[np.ndarray] = [np.empty(0)] * len(features)
     began = time.monotonic()
@@ -241,11 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{reader}: its head was refitted already", file=sys.stderr)
         return 2
     began = time.monotonic()
-    tokenizer = load_tokenizer(base_model_path())
     train = config["training"]
-    examples, _ = usable_examples(args.train, tokenizer, train.get("max_answer_tokens", 30))
-    features = build_features(examples, tokenizer, train["max_length"], train["stride"])
-    log.info("%d questions, %d windows", len(examples), len(features))
+    features, _ = reader_windows(config, args.train)
     states = body_states(reader / "model.onnx", features)
     weight, bias = current_head(reader / "model.onnx")
     weight, bias, losses = fit_head(states, [(f[2], f[3]) for f in features], weight, bias, args.epochs, args.lr, args.seed)

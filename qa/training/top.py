@@ -40,9 +40,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import DEFAULT_SEED, DEFAULT_TRAIN, SYNTHETIC_KINDS, base_model_path, synthetic_unanswerable
-from .head import DEFAULT_READER, _head, body_states, like_length_batches, padded_windows, publish, split, stacked
-from .windows import build_features, load_tokenizer, usable_examples
+from .data import DEFAULT_SEED, DEFAULT_TRAIN, SYNTHETIC_KINDS
+from .head import (DEFAULT_READER, _head, body_states, graph_session, like_length_batches, padded_windows, publish,
+                   reader_windows, split, stacked)
 
 log = logging.getLogger(__name__)
 
@@ -244,14 +244,7 @@ def write_top(model_file: Path, out_file: Path, top) -> None:
 def graph_loss(model_file: Path, features, which: Sequence[int], batch: int = 16) -> float:
     """The training loss of the int8 graph itself, as the service loads it, on the windows
     `which`: what the float layers trained on become once written back and quantized."""
-    import onnxruntime as ort
-
-    from .. import int8
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
-    options.log_severity_level = 3
-    session = int8.session(model_file, options)
+    session = graph_session(model_file)
     order = sorted(which, key=lambda k: len(features[k][0]))
     total = 0.0
     for b in range(0, len(order), batch):
@@ -353,13 +346,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{reader}: its top layers were refitted already", file=sys.stderr)
         return 2
     began = time.monotonic()
-    tokenizer = load_tokenizer(base_model_path())
     train = config["training"]
-    examples, _ = usable_examples(args.train, tokenizer, train.get("max_answer_tokens", 30))
-    made = synthetic_unanswerable(examples, args.synthetic_unanswerable, args.seed, args.synthetic_kind) \
-        if args.synthetic_unanswerable > 0 else []
-    features = build_features(examples + made, tokenizer, train["max_length"], train["stride"])
-    log.info("%d questions (%d synthetic unanswerable), %d windows", len(examples) + len(made), len(made), len(features))
+    features, made = reader_windows(config, args.train, args.synthetic_unanswerable, args.synthetic_kind, args.seed)
     model = onnx.load(str(reader / "model.onnx"))
     states = body_states(reader / "model.onnx", features, tensor=top_parts(model, args.layers)["input"])
     top = load_top(model, args.layers)
@@ -382,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
         model_bytes = trial.read_bytes()
     seconds = round(time.monotonic() - began, 1)
     train["top_refit"] = {"layers": args.layers, "synthetic_unanswerable": args.synthetic_unanswerable,
-                          "synthetic_kind": args.synthetic_kind, "synthetic_questions": len(made), "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
+                          "synthetic_kind": args.synthetic_kind, "synthetic_questions": made, "epochs": args.epochs,
+                          "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
                           "windows": len(features), "seconds": seconds, **losses}
     command = f"python -m qa.training.top --layers {args.layers} --epochs {args.epochs:g} --lr {args.lr:g} --seed {args.seed}"
     if args.batch_size != 32:
