@@ -187,3 +187,78 @@ def test_main_writes_nothing_when_the_int8_graph_did_not_gain(tmp_path, capsys):
                  "--lr", "0", "--epochs", "1", "--threads", "1"])
     assert code == 1 and "did not fall" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_stopped_fit_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
+    """Stopped mid-run, the fit leaves its last whole state in the checkpoint; resumed from it,
+    it ends with the very weights and losses of a run never stopped. A checkpoint of another run
+    is refused."""
+    fp32 = export_onnx(tiny_qa_checkpoint(tmp_path / "checkpoint"), tmp_path / "fp32.onnx")
+    model = quantize_onnx(fp32, tmp_path / "int8.onnx", per_channel=True)
+    features = _windows()
+    states = body_states(model, features, batch=1, tensor=top_parts(onnx.load(str(model)), 2)["input"])
+    labels = [(f[2], f[3]) for f in features]
+    settings = dict(epochs=3, lr=3e-3, seed=1, batch=16)  # 36 steps
+
+    whole = load_top(onnx.load(str(model)), 2)
+    expected = fit_top(whole, states, labels, **settings)
+
+    checkpoint = tmp_path / "work" / "resume.pt"
+    stopped = load_top(onnx.load(str(model)), 2)
+    calls = []
+
+    def stop(*_):
+        calls.append(1)
+        if len(calls) == 25:  # the held-out loss before (a batch), then 23 steps, then this one
+            raise KeyboardInterrupt
+
+    handle = stopped.register_forward_pre_hook(stop)
+    with pytest.raises(KeyboardInterrupt):
+        fit_top(stopped, states, labels, **settings, checkpoint=checkpoint, checkpoint_minutes=0, run="tiny")
+    handle.remove()
+    assert torch.load(checkpoint, weights_only=False)["step"] == 23
+    assert not list(checkpoint.parent.glob("*.partial"))
+
+    resumed = load_top(onnx.load(str(model)), 2)
+    got = fit_top(resumed, states, labels, **settings, checkpoint=checkpoint, resume=True, run="tiny")
+    assert got["resumed_seconds"] > 0
+    assert {k: v for k, v in got.items() if k != "resumed_seconds"} == \
+        {k: v for k, v in expected.items() if k != "resumed_seconds"}
+    assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()))
+
+    with pytest.raises(RuntimeError, match="another run"):
+        fit_top(load_top(onnx.load(str(model)), 2), states, labels, **{**settings, "lr": 1e-3},
+                checkpoint=checkpoint, resume=True, run="tiny")
+
+
+def test_main_publishes_the_refitted_reader_beside_the_one_it_read(tmp_path, capsys):
+    """A run that gains writes a whole reader to --out: the retrained graph with its checksums,
+    reader.json telling the refit and its command, the model card; the reader it read is
+    untouched, and no checkpoint is left behind."""
+    import json
+
+    from qa.checksums import verify_model_files
+    from qa.readers.neural import NeuralReader
+    from qa.training.top import main
+
+    from .conftest import ROOT
+
+    squad = json.loads((ROOT / "data" / "squad" / "dev-v2.0-part.json").read_text())
+    squad["data"] = squad["data"][:1]
+    (tmp_path / "train.json").write_text(json.dumps(squad))
+    reader, out, work = _tiny_reader(tmp_path), tmp_path / "out", tmp_path / "work"
+    before = (reader / "model.onnx").read_bytes()
+    code = main(["--reader", str(reader), "--out", str(out), "--train", str(tmp_path / "train.json"), "--lr", "0.003",
+                 "--epochs", "2", "--threads", "1", "--work", str(work), "--checkpoint-minutes", "0"])
+    assert code == 0, capsys.readouterr().err
+    assert (reader / "model.onnx").read_bytes() == before and (out / "model.onnx").read_bytes() != before
+    verify_model_files(out, "reader model")
+    config = json.loads((out / "reader.json").read_text())
+    refit = config["training"]["top_refit"]
+    assert refit["layers"] == 1 and refit["held_out_int8_after"] < refit["held_out_int8_before"]
+    assert config["command"] == ("python -m qa.training && python -m qa.training.top --layers 1 --epochs 2 --lr 0.003 "
+                                 f"--seed 14 --train {tmp_path / 'train.json'}")
+    assert "dev" in config["scores"] and "top_refit" not in json.loads((reader / "reader.json").read_text())["training"]
+    assert "retrained" in (out / "MODEL_CARD.md").read_text()
+    assert NeuralReader(out).read("Who?", [], 1) == []
+    assert not list(work.glob("resume.pt*"))

@@ -16,17 +16,20 @@ tells what it changed.
 
     python -m qa.training.top [--reader DIR] [--out DIR] [--layers 1] [--epochs 2] [--lr 5e-05]
                               [--synthetic-unanswerable RATE --synthetic-kind elsewhere] [--seed 14]
+                              [--work DIR] [--checkpoint-minutes 10] [--resume]
 
 Measured on two AVX2 cores: one layer trains at about 75 windows a second (2 epochs of the 34,316
 windows: 16 minutes, after 12 running the graph); three layers at about 22 (the shipped run, 42,095
-windows with the synthetic ones, 1 epoch: 51 minutes in all). There are no checkpoints: a run
-cut short is lost.
+windows with the synthetic ones, 1 epoch: 51 minutes in all). The training state is saved every
+`--checkpoint-minutes` to `--work`/resume.pt; after a stop, the same command with `--resume` runs
+the graph over the windows again and carries on from there.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import logging
 import math
@@ -40,7 +43,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import DEFAULT_SEED, DEFAULT_TRAIN, SYNTHETIC_KINDS
+from .data import DEFAULT_SEED, DEFAULT_TRAIN, PROJECT_DIR, SYNTHETIC_KINDS
 from .head import (DEFAULT_READER, _head, body_states, graph_session, like_length_batches, padded_windows, publish,
                    reader_windows, split, stacked)
 
@@ -253,19 +256,29 @@ def graph_loss(model_file: Path, features, which: Sequence[int], batch: int = 16
         for row, k in enumerate(idx):
             n = len(features[k][0])
             for logits, label in ((start[row, :n], features[k][2]), (end[row, :n], features[k][3])):
-                peak = logits.max()
-                total += (float(np.log(np.exp(logits - peak).sum())) + peak - logits[label]) / 2
+                peak = float(logits.max())
+                # In Python floats: a NumPy float32 sum would not go into reader.json.
+                total += (float(np.log(np.exp(logits - peak).sum())) + peak - float(logits[label])) / 2
     return round(total / len(order), 4)
 
 
 def fit_top(top, states: Sequence[np.ndarray], labels: Sequence[tuple[int, int]], epochs: float = 2.0,
-            lr: float = 5e-5, seed: int = DEFAULT_SEED, batch: int = 32) -> dict:
+            lr: float = 5e-5, seed: int = DEFAULT_SEED, batch: int = 32, *, checkpoint: Path | None = None,
+            checkpoint_minutes: float = 10.0, resume: bool = False, run: str = "") -> dict:
     """Train `top` in place on the layer below's outputs `states` and their (start, end) labels:
     `epochs` passes over the windows `split` leaves, in batches of like length; the held-out
-    ones are scored in float before and after. Returns the two losses.
+    ones are scored in float before and after. Returns the two losses and the seconds the runs
+    this one resumed spent training (0 without a resume).
 
     Unlike `loop`, there is no dropout, and the batches are cut once: every epoch shuffles the
-    same batches."""
+    same batches.
+
+    With `checkpoint` (a file), the whole training state (the layers, the optimizer, the
+    schedule, the step, the loss before) is saved there every `checkpoint_minutes`, written
+    aside and renamed, so a stop at any moment leaves the last whole state. With `resume`, a run
+    carries on from it: the batches are drawn again from `seed` and those done are skipped, so
+    the run ends as an uninterrupted one would. `run` names the data and settings (the caller's
+    fingerprint); a checkpoint of another run is refused."""
     import torch
 
     functional = torch.nn.functional
@@ -290,32 +303,67 @@ def fit_top(top, states: Sequence[np.ndarray], labels: Sequence[tuple[int, int]]
         top.train()
         return round(total / len(held), 4)
 
-    before = held_loss()
     steps = math.ceil(len(train) / batch * epochs)
     warm = max(1, steps // 20)
     optimizer = torch.optim.AdamW(top.parameters(), lr=lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warm, max(0.0, (steps - step) / max(1, steps - warm))))
-    step, began, running = 0, time.monotonic(), None
-    while step < steps:
-        chunks = batches(train)
-        rng.shuffle(chunks)
-        for chunk in chunks[: steps - step]:
-            value = loss(chunk)
-            optimizer.zero_grad()
-            value.backward()
-            torch.nn.utils.clip_grad_norm_(top.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            step += 1
-            seen = float(value.detach())
-            running = seen if running is None else 0.98 * running + 0.02 * seen
-            if step % 200 == 0 or step == steps:
-                log.info("top: step %d/%d, loss %.4f, %.1f windows/s", step, steps, running,
-                         step * batch / max(1e-9, time.monotonic() - began))
+    fingerprint = {"run": run, "windows": len(states), "steps": steps, "lr": lr, "seed": seed, "batch": batch}
+    step, done_seconds, running = 0, 0.0, None
+    if resume and checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, weights_only=False)
+        if state["fingerprint"] != fingerprint:
+            raise RuntimeError(f"{checkpoint} is of another run ({state['fingerprint']}; this one {fingerprint})")
+        top.load_state_dict(state["top"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        step, done_seconds, before, running = state["step"], state["seconds"], state["before"], state["running"]
+        log.info("top: resumed from %s at step %d/%d", checkpoint, step, steps)
+    else:
+        if resume:
+            log.info("top: no checkpoint %s: starting from the beginning", checkpoint)
+        before = held_loss()
+    began = last_save = time.monotonic()
+    resumed_at = step
+
+    def save() -> None:
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        partial = checkpoint.with_name(checkpoint.name + ".partial")
+        torch.save({"fingerprint": fingerprint, "top": top.state_dict(), "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(), "step": step, "before": before, "running": running,
+                    "seconds": done_seconds + time.monotonic() - began}, partial)
+        partial.replace(checkpoint)
+        log.info("top: saved %s at step %d/%d", checkpoint, step, steps)
+
+    def order():
+        """Every step's batch, in the order training takes them: each epoch shuffles the batches."""
+        while True:
+            chunks = batches(train)
+            rng.shuffle(chunks)
+            yield from chunks
+
+    for index, chunk in zip(range(steps), order()):
+        if index < step:  # done before the resume
+            continue
+        value = loss(chunk)
+        optimizer.zero_grad()
+        value.backward()
+        torch.nn.utils.clip_grad_norm_(top.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        step += 1
+        seen = float(value.detach())
+        running = seen if running is None else 0.98 * running + 0.02 * seen
+        if step % 200 == 0 or step == steps:
+            log.info("top: step %d/%d, loss %.4f, %.1f windows/s", step, steps, running,
+                     (step - resumed_at) * batch / max(1e-9, time.monotonic() - began))
+        if checkpoint is not None and step < steps and time.monotonic() - last_save >= checkpoint_minutes * 60:
+            save()
+            last_save = time.monotonic()
     after = held_loss()
     log.info("top: held-out loss %.4f (%.4f before)", after, before)
-    return {"held_out_loss_before": before, "held_out_loss_after": after}
+    return {"held_out_loss_before": before, "held_out_loss_after": after,
+            "resumed_seconds": round(done_seconds, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -334,6 +382,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="add unanswerable variants of this share of the answerable questions (as python -m qa.training)")
     p.add_argument("--synthetic-kind", choices=SYNTHETIC_KINDS, default="elsewhere")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--work", default=str(PROJECT_DIR / ".train" / "top"), metavar="DIR",
+                   help="scratch folder (the checkpoint)")
+    p.add_argument("--checkpoint-minutes", type=float, default=10.0, metavar="M",
+                   help="save the whole training state every M minutes (for --resume)")
+    p.add_argument("--resume", action="store_true",
+                   help="carry on from the last saved state in --work (same reader, data and settings)")
     p.add_argument("--date", default=None, help="date for the model card (default: today)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -351,7 +405,16 @@ def main(argv: list[str] | None = None) -> int:
     model = onnx.load(str(reader / "model.onnx"))
     states = body_states(reader / "model.onnx", features, tensor=top_parts(model, args.layers)["input"])
     top = load_top(model, args.layers)
-    losses = fit_top(top, states, [(f[2], f[3]) for f in features], args.epochs, args.lr, args.seed, args.batch_size)
+    # A checkpoint belongs to this reader, these layers and these windows; the states are run
+    # again on a resume (the same graph gives the same states), which costs minutes, not the run.
+    run = json.dumps({"reader": hashlib.sha256((reader / "model.onnx").read_bytes()).hexdigest(),
+                      "layers": args.layers, "train": args.train, "synthetic": args.synthetic_unanswerable,
+                      "kind": args.synthetic_kind}, sort_keys=True)
+    losses = fit_top(top, states, [(f[2], f[3]) for f in features], args.epochs, args.lr, args.seed, args.batch_size,
+                     checkpoint=Path(args.work) / "resume.pt", checkpoint_minutes=args.checkpoint_minutes,
+                     resume=args.resume, run=run)
+    earlier = losses.pop("resumed_seconds")  # the training time of the runs this one carried on
+    Path(args.work, "resume.pt").unlink(missing_ok=True)  # trained: nothing left to resume
     del states
     # The float layers are not what ships: the written graph quantizes their weights and, per
     # run, their inputs. Its own loss on the held-out windows decides.
@@ -368,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{losses['held_out_int8_after']}): nothing written", file=sys.stderr)
             return 1
         model_bytes = trial.read_bytes()
-    seconds = round(time.monotonic() - began, 1)
+    seconds = round(time.monotonic() - began + earlier, 1)
     train["top_refit"] = {"layers": args.layers, "synthetic_unanswerable": args.synthetic_unanswerable,
                           "synthetic_kind": args.synthetic_kind, "synthetic_questions": made, "epochs": args.epochs,
                           "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
