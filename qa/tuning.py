@@ -305,6 +305,24 @@ def report(rows: list[Row], results: dict[str, dict]) -> dict[str, dict[str, str
     return lines
 
 
+def saved(config: dict, results: dict[str, dict], lines: dict[str, dict[str, str]], how: str) -> dict:
+    """reader.json's `config` with the settings of `results` (from `tune` or `measure`), the
+    default reader the measurement picks (the higher key), and the report `lines`."""
+    config = dict(config)
+    chosen = max(results, key=lambda name: results[name]["key"])
+    if "hybrid" in results:
+        config["hybrid"] = dataclasses.asdict(results["hybrid"]["weights"])
+    if "neural" in results:
+        config["threshold"] = results["neural"]["threshold"]
+        config["min_coverage"] = results["neural"]["min_coverage"]
+        config["max_unmatched_names"] = results["neural"]["max_unmatched_names"]
+    if config.get("default") != chosen:
+        config.pop("default_why", None)  # the reason a default was kept against the key, if any
+    config["default"] = chosen
+    config["tuning"] = {"date": datetime.date.today().isoformat(), "how": how, "report": lines}
+    return config
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="qa tune-reader", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -331,18 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{name}: mean v2 overall {result['key'][0]:.4f}, mean answerable F1 {result['key'][1]:.4f}: {setting}")
     print(f"default reader: {chosen}")
     if not args.dry_run:
-        config = json.loads(path.read_text())
-        if "hybrid" in results:
-            config["hybrid"] = dataclasses.asdict(results["hybrid"]["weights"])
-        if "neural" in results:
-            config["threshold"] = results["neural"]["threshold"]
-            config["min_coverage"] = results["neural"]["min_coverage"]
-            config["max_unmatched_names"] = results["neural"]["max_unmatched_names"]
-        if config.get("default") != chosen:
-            config.pop("default_why", None)  # the reason a default was kept against the key, if any
-        config["default"] = chosen
-        config["tuning"] = {"date": datetime.date.today().isoformat(), "how": "measured" if args.measure else "tuned",
-                            "report": report(rows, results)}
+        config = saved(json.loads(path.read_text()), results, report(rows, results), "measured" if args.measure else "tuned")
         path.write_text(json.dumps(config, indent=2) + "\n")
         if "command" in config:  # a reader trained here: its card shows the new setting
             write_model_card(path.parent, config, config["command"])

@@ -183,3 +183,25 @@ def test_the_search_judges_the_whole_grid_at_once_as_the_loop_would():
         assert found == _search_by_loop(*args), weights
         gates.add((found[1]["max_unmatched_names"], found[1]["min_support"], found[1]["min_coverage"]))
     assert all(g != (None, 0.0, 0.0) for g in gates)  # every blend closed some gate here
+
+
+def test_saving_keeps_a_kept_defaults_reason_only_while_the_default_stands():
+    """reader.json's `default_why` tells why a default was kept against the measurement; once
+    the measurement moves the default, the reason no longer holds and is dropped."""
+    from qa.tuning import measure, saved
+
+    config = {"threshold": 5.0, "min_coverage": 0.0, "max_unmatched_names": None, "default": "hybrid",
+              "default_why": "kept: the news sets", "command": "python -m qa.training",
+              "hybrid": {"span": 1.0, "sentence": 0.0, "form": 0.0, "counted": 0.0, "echo": 0.0,
+                         "min_support": 0.0, "threshold": 0.0, "max_unmatched_names": 0}}
+    # The names gate makes hybrid the better: the default stands, and so does its reason.
+    rows = [row("news", True, 9.0, 0.8, 1.0) for _ in range(3)] + [row("news", False, 9.0, 0.8, 0.0, unmatched=1)]
+    kept = saved(config, measure(rows, config), {"lines": {}}, "measured")
+    assert kept["default"] == "hybrid" and kept["default_why"] == "kept: the news sets"
+    assert kept["tuning"]["how"] == "measured" and kept["tuning"]["report"] == {"lines": {}}
+    # The span model's own span right where the blend's is wrong: neural wins, the reason goes.
+    rows = [row("news", True, 9.0, 0.8, 0.0, span_f1=1.0) for _ in range(3)]
+    moved = saved(config, measure(rows, config), {}, "measured")
+    assert moved["default"] == "neural" and "default_why" not in moved
+    assert config["default_why"] == "kept: the news sets"  # the caller's dict is not changed
+    assert moved["hybrid"].items() >= config["hybrid"].items() and moved["threshold"] == 5.0  # measured, not moved
