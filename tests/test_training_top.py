@@ -262,3 +262,26 @@ def test_main_publishes_the_refitted_reader_beside_the_one_it_read(tmp_path, cap
     assert "retrained" in (out / "MODEL_CARD.md").read_text()
     assert NeuralReader(out).read("Who?", [], 1) == []
     assert not list(work.glob("resume.pt*"))
+
+
+@pytest.mark.parametrize("layers", [3, 6])
+def test_the_states_are_those_the_whole_graph_computes_from_a_graph_cut_to_them(layers):
+    """`body_states` runs only the nodes the wanted tensor needs (ONNX Runtime would run them all),
+    and gets the very numbers the whole graph computes for it."""
+    from qa.training.data import base_model_path, load_squad
+    from qa.training.head import DEFAULT_READER, _only_what_makes
+    from qa.training.windows import build_features, load_tokenizer
+
+    from .conftest import ROOT
+
+    model_file = DEFAULT_READER / "model.onnx"
+    model = onnx.load(str(model_file))
+    tensor = top_parts(model, layers)["input"]
+    cut = _only_what_makes(onnx.load(str(model_file)), tensor)
+    assert 0 < len(cut.graph.node) < len(model.graph.node) * (6 - layers + 1) / 6
+    examples = load_squad([ROOT / "data" / "squad" / "dev-v2.0-part.json"])[:12]
+    features = build_features(examples, load_tokenizer(base_model_path()), 256, 96)[:12]
+    states = body_states(model_file, features, batch=len(features), tensor=tensor)
+    whole, _, _ = _padded_run(model_file, tensor, features)
+    for row, mine in enumerate(states):
+        assert np.array_equal(mine, whole[row, : len(mine)].astype(np.float16))

@@ -124,6 +124,29 @@ def reader_windows(config: dict, train_files, synthetic: float = 0.0, kind: str 
     return features, len(made)
 
 
+def _only_what_makes(model, tensor: str):
+    """`model` with only the nodes and initializers that `tensor` needs. ONNX Runtime keeps and
+    runs every node of a graph, whatever its outputs: the embeddings' output alone took as long
+    as the whole graph (measured: 13 windows a second either way; pruned, 1,200)."""
+    made_by = {out: node for node in model.graph.node for out in node.output}
+    needed, kept, todo = set(), set(), [tensor]
+    while todo:
+        name = todo.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        node = made_by.get(name)
+        if node is not None and id(node) not in kept:
+            kept.add(id(node))
+            todo.extend(name for name in node.input if name)
+    nodes = [node for node in model.graph.node if id(node) in kept]
+    initializers = [init for init in model.graph.initializer if init.name in needed]
+    del model.graph.node[:], model.graph.initializer[:]
+    model.graph.node.extend(nodes)
+    model.graph.initializer.extend(initializers)
+    return model
+
+
 def body_states(model_file: Path, features, batch: int = 16, tensor: str | None = None) -> list[np.ndarray]:
     """Each window's final hidden states (float16, [tokens, hidden]) from the int8 body, or those
     of the graph's `tensor` (a layer's output, say), run as the service runs it, `batch` windows
@@ -133,10 +156,9 @@ def body_states(model_file: Path, features, batch: int = 16, tensor: str | None 
 
     model = onnx.load(str(model_file))
     hidden = tensor or _head(model)[0]
-    # The only output: ONNX Runtime then drops the nodes that only later outputs need.
     del model.graph.output[:]
     model.graph.output.append(helper.make_tensor_value_info(hidden, TensorProto.FLOAT, None))
-    session = graph_session(model)
+    session = graph_session(_only_what_makes(model, hidden))
     order = sorted(range(len(features)), key=lambda k: len(features[k][0]))
     states: list[np.ndarray] = [np.empty(0)] * len(features)
     began = time.monotonic()
