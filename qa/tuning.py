@@ -339,7 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not results:
         print("no setting keeps every dev set's answerable F1 within the allowed cost")
         return 1
-    for name, figures in report(rows, results).items():
+    lines = report(rows, results)
+    for name, figures in lines.items():
         print(f"{name}: " + "; ".join(f"{k} {v}" for k, v in figures.items()))
     chosen = max(results, key=lambda name: results[name]["key"])
     for name, result in results.items():
@@ -349,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{name}: mean v2 overall {result['key'][0]:.4f}, mean answerable F1 {result['key'][1]:.4f}: {setting}")
     print(f"default reader: {chosen}")
     if not args.dry_run:
-        config = saved(json.loads(path.read_text()), results, report(rows, results), "measured" if args.measure else "tuned")
+        config = saved(json.loads(path.read_text()), results, lines, "measured" if args.measure else "tuned")
         path.write_text(json.dumps(config, indent=2) + "\n")
         if "command" in config:  # a reader trained here: its card shows the new setting
             write_model_card(path.parent, config, config["command"])

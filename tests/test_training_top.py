@@ -285,3 +285,22 @@ def test_the_states_are_those_the_whole_graph_computes_from_a_graph_cut_to_them(
     whole, _, _ = _padded_run(model_file, tensor, features)
     for row, mine in enumerate(states):
         assert np.array_equal(mine, whole[row, : len(mine)].astype(np.float16))
+
+
+def test_main_refuses_to_resume_a_checkpoint_of_other_windows_before_running_the_graph(tmp_path, capsys):
+    import json
+
+    from qa.training.top import main
+
+    from .conftest import ROOT
+
+    squad = json.loads((ROOT / "data" / "squad" / "dev-v2.0-part.json").read_text())
+    squad["data"] = squad["data"][:1]
+    (tmp_path / "train.json").write_text(json.dumps(squad))
+    reader, work = _tiny_reader(tmp_path), tmp_path / "work"
+    work.mkdir()
+    torch.save({"fingerprint": {"run": "another reader's"}}, work / "resume.pt")
+    code = main(["--reader", str(reader), "--out", str(tmp_path / "out"), "--train", str(tmp_path / "train.json"),
+                 "--threads", "1", "--work", str(work), "--resume"])
+    assert code == 2 and "another reader" in capsys.readouterr().err
+    assert (work / "resume.pt").is_file() and not (tmp_path / "out").exists()

@@ -274,11 +274,13 @@ def fit_top(top, states: Sequence[np.ndarray], labels: Sequence[tuple[int, int]]
     same batches.
 
     With `checkpoint` (a file), the whole training state (the layers, the optimizer, the
-    schedule, the step, the loss before) is saved there every `checkpoint_minutes`, written
-    aside and renamed, so a stop at any moment leaves the last whole state. With `resume`, a run
-    carries on from it: the batches are drawn again from `seed` and those done are skipped, so
-    the run ends as an uninterrupted one would. `run` names the data and settings (the caller's
-    fingerprint); a checkpoint of another run is refused."""
+    schedule, the step, the loss before) is saved there every `checkpoint_minutes` and once
+    trained, written aside and renamed, so a stop at any moment leaves the last whole state. With
+    `resume`, a run carries on from it: the batches are drawn again from `seed` and those done
+    are skipped, so on the same machine and threads the run ends as an uninterrupted one would
+    (elsewhere, float kernels may round otherwise). `run` names the data (the caller's
+    fingerprint); a checkpoint of another run or other settings is refused. The caller removes
+    the checkpoint once it has what it trained for."""
     import torch
 
     functional = torch.nn.functional
@@ -311,7 +313,7 @@ def fit_top(top, states: Sequence[np.ndarray], labels: Sequence[tuple[int, int]]
     fingerprint = {"run": run, "windows": len(states), "steps": steps, "lr": lr, "seed": seed, "batch": batch}
     step, done_seconds, running = 0, 0.0, None
     if resume and checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, weights_only=False)
+        state = torch.load(checkpoint)
         if state["fingerprint"] != fingerprint:
             raise RuntimeError(f"{checkpoint} is of another run ({state['fingerprint']}; this one {fingerprint})")
         top.load_state_dict(state["top"])
@@ -321,7 +323,7 @@ def fit_top(top, states: Sequence[np.ndarray], labels: Sequence[tuple[int, int]]
         log.info("top: resumed from %s at step %d/%d", checkpoint, step, steps)
     else:
         if resume:
-            log.info("top: no checkpoint %s: starting from the beginning", checkpoint)
+            log.warning("top: no checkpoint %s: starting from the beginning", checkpoint)
         before = held_loss()
     began = last_save = time.monotonic()
     resumed_at = step
@@ -360,10 +362,18 @@ def fit_top(top, states: Sequence[np.ndarray], labels: Sequence[tuple[int, int]]
         if checkpoint is not None and step < steps and time.monotonic() - last_save >= checkpoint_minutes * 60:
             save()
             last_save = time.monotonic()
+    if checkpoint is not None and step > resumed_at:
+        save()  # trained: a stop while the caller scores and writes it does not lose the run
     after = held_loss()
     log.info("top: held-out loss %.4f (%.4f before)", after, before)
     return {"held_out_loss_before": before, "held_out_loss_after": after,
-            "resumed_seconds": round(done_seconds, 1)}
+            "resumed_seconds": done_seconds}
+
+
+def _forget(checkpoint: Path) -> None:
+    """The run is written (or refused): nothing is left to resume."""
+    for file in (checkpoint, checkpoint.with_name(checkpoint.name + ".partial")):
+        file.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -402,19 +412,20 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     train = config["training"]
     features, made = reader_windows(config, args.train, args.synthetic_unanswerable, args.synthetic_kind, args.seed)
+    # A checkpoint belongs to this reader's graph, these layers and these windows (not to how
+    # their files are spelt); a resume runs the graph over them again, minutes, not the run.
+    digest = hashlib.sha256((reader / "model.onnx").read_bytes())
+    digest.update(json.dumps([args.layers, [[list(f[0]), list(f[1]), f[2], f[3]] for f in features]]).encode())
+    run, checkpoint = digest.hexdigest(), Path(args.work) / "resume.pt"
+    if args.resume and checkpoint.is_file() and torch.load(checkpoint)["fingerprint"]["run"] != run:
+        print(f"{checkpoint}: a checkpoint of another reader, other layers or other windows", file=sys.stderr)
+        return 2
     model = onnx.load(str(reader / "model.onnx"))
     states = body_states(reader / "model.onnx", features, tensor=top_parts(model, args.layers)["input"])
     top = load_top(model, args.layers)
-    # A checkpoint belongs to this reader, these layers and these windows; the states are run
-    # again on a resume (the same graph gives the same states), which costs minutes, not the run.
-    run = json.dumps({"reader": hashlib.sha256((reader / "model.onnx").read_bytes()).hexdigest(),
-                      "layers": args.layers, "train": args.train, "synthetic": args.synthetic_unanswerable,
-                      "kind": args.synthetic_kind}, sort_keys=True)
     losses = fit_top(top, states, [(f[2], f[3]) for f in features], args.epochs, args.lr, args.seed, args.batch_size,
-                     checkpoint=Path(args.work) / "resume.pt", checkpoint_minutes=args.checkpoint_minutes,
-                     resume=args.resume, run=run)
+                     checkpoint=checkpoint, checkpoint_minutes=args.checkpoint_minutes, resume=args.resume, run=run)
     earlier = losses.pop("resumed_seconds")  # the training time of the runs this one carried on
-    Path(args.work, "resume.pt").unlink(missing_ok=True)  # trained: nothing left to resume
     del states
     # The float layers are not what ships: the written graph quantizes their weights and, per
     # run, their inputs. Its own loss on the held-out windows decides.
@@ -429,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         if losses["held_out_int8_after"] >= losses["held_out_int8_before"]:
             print(f"the retrained int8 graph's held-out loss did not fall ({losses['held_out_int8_before']} -> "
                   f"{losses['held_out_int8_after']}): nothing written", file=sys.stderr)
+            _forget(checkpoint)
             return 1
         model_bytes = trial.read_bytes()
     seconds = round(time.monotonic() - began + earlier, 1)
@@ -446,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     config["command"] = f"{config['command']} && {command}"
     config["date"] = args.date or datetime.date.today().isoformat()
     dev = publish(reader, out, config, lambda target: target.write_bytes(model_bytes))
+    _forget(checkpoint)
     print(f"top {args.layers} layer(s) retrained in {seconds:.0f} s; held-out training loss of the int8 graph "
           f"{losses['held_out_int8_before']} -> {losses['held_out_int8_after']}; gold answerable F1 {dev['f1']}, "
           f"v2 overall {dev['overall_f1']}")
