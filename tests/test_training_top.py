@@ -262,6 +262,9 @@ def test_main_publishes_the_refitted_reader_beside_the_one_it_read(tmp_path, cap
     assert "retrained" in (out / "MODEL_CARD.md").read_text()
     assert NeuralReader(out).read("Who?", [], 1) == []
     assert not list(work.glob("resume.pt*"))
+    # Its top was refitted: the stage refuses to refit it again, and writes nothing.
+    assert main(["--reader", str(out), "--out", str(tmp_path / "again")]) == 2
+    assert "refitted already" in capsys.readouterr().err and not (tmp_path / "again").exists()
 
 
 @pytest.mark.parametrize("layers", [3, 6])
