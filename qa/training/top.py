@@ -7,7 +7,8 @@ input of the top `--layers` layers, once for every training window, then trains 
 (self-attention, feed-forward, both layer norms) and the span head together in float, from the
 weights the graph holds, with the training loop's loss (cross-entropy of the start and the end):
 AdamW, a warm-up over the first 5% of the steps then a linear decay, gradients clipped to norm 1;
-no dropout, unlike `loop`. Optionally with synthetic unanswerable questions, as `python -m
+no dropout unless `--dropout` (on the attention weights and each sublayer's output, as BERT and
+`loop` place it). Optionally with synthetic unanswerable questions, as `python -m
 qa.training` makes them. The layers' matmul weights and the head are quantized back per channel,
 symmetric, as the export does, into the same graph: the embeddings, the layers below, the
 tokenizer and the graph's structure stay as they are. The written graph's own loss on the
@@ -16,6 +17,7 @@ tells what it changed.
 
     python -m qa.training.top [--reader DIR] [--out DIR] [--layers 1] [--epochs 2] [--lr 5e-05]
                               [--synthetic-unanswerable RATE --synthetic-kind elsewhere] [--seed 14]
+                              [--dropout 0]
                               [--work DIR] [--checkpoint-minutes 10] [--resume]
 
 Measured on two AVX2 cores: one layer trains at about 75 windows a second (2 epochs of the 34,316
@@ -146,11 +148,13 @@ def _torch_top():
     functional = torch.nn.functional
 
     class Layer(torch.nn.Module):
-        """A BERT layer as the export computes it (GELU by erf, a key mask)."""
+        """A BERT layer as the export computes it (GELU by erf, a key mask); in training mode with
+        `dropout` on the attention weights and on both sublayers' outputs, where BERT has it."""
 
-        def __init__(self, hidden: int, intermediate: int, head_size: int, epsilons: tuple[float, float]):
+        def __init__(self, hidden: int, intermediate: int, head_size: int, epsilons: tuple[float, float],
+                     dropout: float = 0.0):
             super().__init__()
-            self.head_size = head_size
+            self.head_size, self.dropout = head_size, dropout
             for key in ("query", "key", "value", "attention_out"):
                 setattr(self, key, torch.nn.Linear(hidden, hidden))
             self.intermediate = torch.nn.Linear(hidden, intermediate)
@@ -164,10 +168,13 @@ def _torch_top():
             def heads(x):
                 return x.view(batch, tokens, -1, self.head_size).transpose(1, 2)
 
+            p = self.dropout if self.training else 0.0
             attended = functional.scaled_dot_product_attention(
-                heads(self.query(states)), heads(self.key(states)), heads(self.value(states)), attn_mask=mask[:, None, None, :])
-            states = self.attention_norm(self.attention_out(attended.transpose(1, 2).reshape(batch, tokens, hidden)) + states)
-            return self.out_norm(self.out(functional.gelu(self.intermediate(states))) + states)
+                heads(self.query(states)), heads(self.key(states)), heads(self.value(states)), attn_mask=mask[:, None, None, :],
+                dropout_p=p)
+            attended = self.attention_out(attended.transpose(1, 2).reshape(batch, tokens, hidden))
+            states = self.attention_norm(functional.dropout(attended, p) + states)
+            return self.out_norm(functional.dropout(self.out(functional.gelu(self.intermediate(states))), p) + states)
 
     class Top(torch.nn.Module):
         """The top layers and the span head: start and end logits [batch, tokens, 2] from the
@@ -186,9 +193,9 @@ def _torch_top():
     return Layer, Top
 
 
-def load_top(model, layers: int = 1):
+def load_top(model, layers: int = 1, dropout: float = 0.0):
     """The top `layers` layers and the head of an int8 `onnx.ModelProto` as a float torch module
-    (the int8 weights times their scales)."""
+    (the int8 weights times their scales), with `dropout` while it trains."""
     import torch
     from onnx import numpy_helper
 
@@ -196,8 +203,8 @@ def load_top(model, layers: int = 1):
     values = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
     hidden, intermediate = _read(model, parts["layers"][0]["intermediate"][0], values).shape
     layer_class, top_class = _torch_top()
-    top = top_class([layer_class(hidden, intermediate, parts["head_size"], (p["attention_norm"][2], p["out_norm"][2]))
-                     for p in parts["layers"]], hidden)
+    top = top_class([layer_class(hidden, intermediate, parts["head_size"], (p["attention_norm"][2], p["out_norm"][2]),
+                                 dropout) for p in parts["layers"]], hidden)
 
     def load_linear(linear, refs):
         weight, scale, zero, bias = (_read(model, ref, values) for ref in refs)
@@ -271,15 +278,16 @@ def fit_top(top, states: Sequence[np.ndarray], labels: Sequence[tuple[int, int]]
     ones are scored in float before and after. Returns the two losses and the seconds the runs
     this one resumed spent training (0 without a resume).
 
-    Unlike `loop`, there is no dropout, and the batches are cut once: every epoch shuffles the
-    same batches.
+    Dropout is what `top`'s layers were made with (`load_top`). Unlike `loop`, the batches are
+    cut once: every epoch shuffles the same batches.
 
     With `checkpoint` (a file), the whole training state (the layers, the optimizer, the
     schedule, the step, the loss before) is saved there every `checkpoint_minutes` and once
     trained, written aside and renamed, so a stop at any moment leaves the last whole state. With
     `resume`, a run carries on from it: the batches are drawn again from `seed` and those done
     are skipped, so on the same machine and threads the run ends as an uninterrupted one would
-    (elsewhere, float kernels may round otherwise). `run` names the data (the caller's
+    (elsewhere, float kernels may round otherwise); torch's random state, which dropout draws on, is
+    saved and restored with it. `run` names the data (the caller's
     fingerprint); a checkpoint of another run or other settings is refused. The caller removes
     the checkpoint once it has what it trained for."""
     import torch
@@ -311,7 +319,8 @@ def fit_top(top, states: Sequence[np.ndarray], labels: Sequence[tuple[int, int]]
     optimizer = torch.optim.AdamW(top.parameters(), lr=lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warm, max(0.0, (steps - step) / max(1, steps - warm))))
-    fingerprint = {"run": run, "windows": len(states), "steps": steps, "lr": lr, "seed": seed, "batch": batch}
+    fingerprint = {"run": run, "windows": len(states), "steps": steps, "lr": lr, "seed": seed, "batch": batch,
+                   "dropout": max((layer.dropout for layer in top.layers), default=0.0)}
     step, done_seconds, running = 0, 0.0, None
     if resume and checkpoint is not None and checkpoint.is_file():
         state = torch.load(checkpoint)
@@ -321,6 +330,7 @@ def fit_top(top, states: Sequence[np.ndarray], labels: Sequence[tuple[int, int]]
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         step, done_seconds, before, running = state["step"], state["seconds"], state["before"], state["running"]
+        torch.set_rng_state(state["random"])
         log.info("top: resumed from %s at step %d/%d", checkpoint, step, steps)
     else:
         if resume:
@@ -334,7 +344,7 @@ def fit_top(top, states: Sequence[np.ndarray], labels: Sequence[tuple[int, int]]
         partial = checkpoint.with_name(checkpoint.name + ".partial")
         torch.save({"fingerprint": fingerprint, "top": top.state_dict(), "optimizer": optimizer.state_dict(),
                     "schedule": schedule.state_dict(), "step": step, "before": before, "running": running,
-                    "seconds": done_seconds + time.monotonic() - began}, partial)
+                    "random": torch.get_rng_state(), "seconds": done_seconds + time.monotonic() - began}, partial)
         partial.replace(checkpoint)
         log.info("top: saved %s at step %d/%d", checkpoint, step, steps)
 
@@ -392,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--synthetic-unanswerable", type=float, default=0.0, metavar="RATE",
                    help="add unanswerable variants of this share of the answerable questions (as python -m qa.training)")
     p.add_argument("--synthetic-kind", choices=SYNTHETIC_KINDS, default="elsewhere")
+    p.add_argument("--dropout", type=float, default=0.0, metavar="P",
+                   help="dropout on the retrained layers' attention weights and sublayer outputs (0: none)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", default=str(PROJECT_DIR / ".train" / "top"), metavar="DIR",
                    help="scratch folder (the checkpoint)")
@@ -416,14 +428,14 @@ def main(argv: list[str] | None = None) -> int:
     # A checkpoint belongs to this reader's graph, these layers and these windows (not to how
     # their files are spelt); a resume runs the graph over them again, minutes, not the run.
     digest = hashlib.sha256((reader / "model.onnx").read_bytes())
-    digest.update(json.dumps([args.layers, [[list(f[0]), list(f[1]), f[2], f[3]] for f in features]]).encode())
+    digest.update(json.dumps([args.layers, args.dropout, [[list(f[0]), list(f[1]), f[2], f[3]] for f in features]]).encode())
     run, checkpoint = digest.hexdigest(), Path(args.work) / "resume.pt"
     if args.resume and checkpoint.is_file() and torch.load(checkpoint)["fingerprint"]["run"] != run:
         print(f"{checkpoint}: a checkpoint of another reader, other layers or other windows", file=sys.stderr)
         return 2
     model = onnx.load(str(reader / "model.onnx"))
     states = body_states(reader / "model.onnx", features, tensor=top_parts(model, args.layers)["input"])
-    top = load_top(model, args.layers)
+    top = load_top(model, args.layers, args.dropout)
     losses = fit_top(top, states, [(f[2], f[3]) for f in features], args.epochs, args.lr, args.seed, args.batch_size,
                      checkpoint=checkpoint, checkpoint_minutes=args.checkpoint_minutes, resume=args.resume, run=run)
     earlier = losses.pop("resumed_seconds")  # the training time of the runs this one carried on
@@ -446,12 +458,15 @@ def main(argv: list[str] | None = None) -> int:
         model_bytes = trial.read_bytes()
     seconds = round(time.monotonic() - began + earlier, 1)
     train["top_refit"] = {"layers": args.layers, "synthetic_unanswerable": args.synthetic_unanswerable,
-                          "synthetic_kind": args.synthetic_kind, "synthetic_questions": made, "epochs": args.epochs,
+                          "synthetic_kind": args.synthetic_kind, "synthetic_questions": made, "dropout": args.dropout,
+                          "epochs": args.epochs,
                           "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
                           "windows": len(features), "seconds": seconds, **losses}
     command = f"python -m qa.training.top --layers {args.layers} --epochs {args.epochs:g} --lr {args.lr:g} --seed {args.seed}"
     if args.batch_size != 32:
         command += f" --batch-size {args.batch_size}"
+    if args.dropout:
+        command += f" --dropout {args.dropout:g}"
     if args.train != [str(f) for f in DEFAULT_TRAIN]:
         command += " --train " + " ".join(args.train)
     if made:
