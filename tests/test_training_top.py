@@ -189,10 +189,11 @@ def test_main_writes_nothing_when_the_int8_graph_did_not_gain(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_a_stopped_fit_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_a_stopped_fit_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, dropout):
     """Stopped mid-run, the fit leaves its last whole state in the checkpoint; resumed from it,
-    it ends with the very weights and losses of a run never stopped. A checkpoint of another run
-    is refused."""
+    it ends with the very weights and losses of a run never stopped, with dropout too (the
+    random state travels with the checkpoint). A checkpoint of another run is refused."""
     fp32 = export_onnx(tiny_qa_checkpoint(tmp_path / "checkpoint"), tmp_path / "fp32.onnx")
     model = quantize_onnx(fp32, tmp_path / "int8.onnx", per_channel=True)
     features = _windows()
@@ -200,11 +201,11 @@ def test_a_stopped_fit_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
     labels = [(f[2], f[3]) for f in features]
     settings = dict(epochs=3, lr=3e-3, seed=1, batch=16)  # 36 steps
 
-    whole = load_top(onnx.load(str(model)), 2)
+    whole = load_top(onnx.load(str(model)), 2, dropout)
     expected = fit_top(whole, states, labels, **settings)
 
     checkpoint = tmp_path / "work" / "resume.pt"
-    stopped = load_top(onnx.load(str(model)), 2)
+    stopped = load_top(onnx.load(str(model)), 2, dropout)
     calls = []
 
     def stop(*_):
@@ -219,7 +220,8 @@ def test_a_stopped_fit_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
     assert torch.load(checkpoint, weights_only=False)["step"] == 23
     assert not list(checkpoint.parent.glob("*.partial"))
 
-    resumed = load_top(onnx.load(str(model)), 2)
+    torch.manual_seed(99)  # another process's random state: the checkpoint's must win
+    resumed = load_top(onnx.load(str(model)), 2, dropout)
     got = fit_top(resumed, states, labels, **settings, checkpoint=checkpoint, resume=True, run="tiny")
     assert got["resumed_seconds"] > 0
     assert {k: v for k, v in got.items() if k != "resumed_seconds"} == \
@@ -227,8 +229,26 @@ def test_a_stopped_fit_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()))
 
     with pytest.raises(RuntimeError, match="another run"):
-        fit_top(load_top(onnx.load(str(model)), 2), states, labels, **{**settings, "lr": 1e-3},
+        fit_top(load_top(onnx.load(str(model)), 2, dropout), states, labels, **{**settings, "lr": 1e-3},
                 checkpoint=checkpoint, resume=True, run="tiny")
+    with pytest.raises(RuntimeError, match="another run"):
+        fit_top(load_top(onnx.load(str(model)), 2, 0.2), states, labels, **settings,
+                checkpoint=checkpoint, resume=True, run="tiny")
+
+
+def test_dropout_acts_while_training_only(tmp_path):
+    """With dropout, two training-mode passes differ and the evaluation-mode pass is the layers'
+    own logits, as without it; the rate 0 changes nothing in either mode."""
+    fp32 = export_onnx(tiny_qa_checkpoint(tmp_path / "checkpoint"), tmp_path / "fp32.onnx")
+    model = onnx.load(str(quantize_onnx(fp32, tmp_path / "int8.onnx", per_channel=True)))
+    states = torch.from_numpy(np.random.default_rng(0).normal(size=(2, 9, 32)).astype(np.float32))
+    mask = torch.ones(2, 9, dtype=torch.bool)
+    plain, dropping = load_top(model, 2), load_top(model, 2, 0.3)
+    with torch.no_grad():
+        reference = plain.eval()(states, mask)
+        assert torch.equal(plain.train()(states, mask), reference)
+        assert not torch.equal(dropping.train()(states, mask), dropping(states, mask))
+        assert torch.equal(dropping.eval()(states, mask), reference)
 
 
 def test_main_publishes_the_refitted_reader_beside_the_one_it_read(tmp_path, capsys):
