@@ -10,11 +10,15 @@ poorly. This fits a logistic regression on more of what the model and the text s
   question's names and numbers missing from the paragraph, the share of the span that repeats the
   question.
 
+With `--states`, also on what the model's last layer computes for the best span's window: the
+`[CLS]` vector (the one the "no answer" score reads), the mean over the paragraph's tokens, and
+the vectors at the span's start and end (4 x 384 more features, with a stronger L2).
+
 It is fitted on a seeded sample of the training questions (`../shared/data/qa-train`'s SQuAD v2
 part, seen once by the one-epoch model) and judged on the dev part with gold paragraphs: SQuAD v2
 overall F1 at the threshold chosen on the training sample, and at the dev part's own best.
 
-    .venv/bin/python bench/verifier.py --train 3000
+    .venv/bin/python bench/verifier.py --train 3000 [--states] [--reader DIR]
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from qa.evaluate import exact_match, f1_score  # noqa: E402
-from qa.readers.neural import NeuralReader  # noqa: E402
+from qa.readers.neural import DEFAULT_READER_PATH, NeuralReader  # noqa: E402
 from qa.records import Passage  # noqa: E402
 from qa.squad import read_squad  # noqa: E402
 from qa.text import STOPWORDS, normalize_word, split_sentences, words  # noqa: E402
@@ -55,18 +59,57 @@ def _content(text: str) -> set[str]:
 
 
 class Features:
-    """The reader's best span of a question over its gold paragraph, with the features above."""
+    """The reader's best span of a question over its gold paragraph, with the features above
+    (and, with `states`, the last layer's vectors of the window with the best span)."""
 
-    def __init__(self) -> None:
-        self.reader = NeuralReader(threads=1)
+    def __init__(self, reader_dir: Path | None = None, states: bool = False) -> None:
+        self.reader = NeuralReader(reader_dir, threads=1) if reader_dir else NeuralReader(threads=1)
         self._windows: list = []
         run = self.reader.run_model
+        self.states = states
+        if states:
+            run = self._with_states(reader_dir or DEFAULT_READER_PATH)
 
         def keep(ids, mask, types):  # the windows' logits, which spans() does not return
-            start, end = run(ids, mask, types)
-            self._windows.append((mask, start, end))
+            start, end, *hidden = run(ids, mask, types)
+            self._windows.append((mask, types, start, end, *hidden))
             return start, end
         self.reader.run_model = keep
+
+    def _with_states(self, reader_dir: Path):
+        """A run of the reader's int8 graph that also returns the span head's input."""
+        import onnx
+        from onnx import TensorProto, helper
+
+        from qa.training.head import _head, graph_session
+
+        model = onnx.load(str(Path(reader_dir) / "model.onnx"))
+        hidden = _head(model)[0]
+        model.graph.output.append(helper.make_tensor_value_info(hidden, TensorProto.FLOAT, None))
+        session = graph_session(model)
+
+        def run(ids, mask, types):
+            return session.run(["start_logits", "end_logits", hidden],
+                               {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
+        return run
+
+    def _state_features(self) -> list[float]:
+        """The last layer's vectors in the window whose best span has the best margin."""
+        best = None
+        for mask, types, start, end, hidden in self._windows:
+            for row in range(len(mask)):
+                ctx = np.flatnonzero((types[row] == 1) & (mask[row] == 1))[:-1]  # the paragraph, not its [SEP]
+                if ctx.size == 0:
+                    continue
+                scores = start[row][ctx][:, None] + end[row][ctx][None, :]
+                i, j = np.indices(scores.shape)
+                scores = np.where((j >= i) & (j - i < self.reader.max_answer_tokens), scores, -np.inf)
+                a, b = divmod(int(np.argmax(scores)), len(ctx))
+                margin = float(scores[a, b] - start[row][0] - end[row][0])
+                if best is None or margin > best[0]:
+                    h = hidden[row]
+                    best = (margin, np.concatenate([h[0], h[ctx].mean(0), h[ctx[a]], h[ctx[b]]]))
+        return [float(v) for v in best[1]]
 
     def __call__(self, ex) -> tuple[list[float], str] | None:
         self._windows.clear()
@@ -76,7 +119,7 @@ class Features:
         best = spans[0]
         text = ex.context[best.start:best.end]
         p_null, p_best, entropy = [], [], []
-        for mask, start, end in self._windows:
+        for mask, _, start, end, *_ in self._windows:
             for row in range(len(mask)):
                 n = int(mask[row].sum())
                 ps, pe = _softmax(start[row][:n]), _softmax(end[row][:n])
@@ -98,6 +141,7 @@ class Features:
             len(question & _content(ex.context[sentence[0]:sentence[1]])) / max(1, len(question)),
             len(names - in_context), len(question - _content(ex.context)),
             sum(w in asked for w in span_words) / max(1, len(span_words)),
+            *(self._state_features() if self.states else []),
         ], text
 
 
@@ -147,11 +191,13 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=3000, help="training questions sampled to fit the verifier")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", help="a JSON file to keep the features in (computed once)")
+    parser.add_argument("--states", action="store_true", help="also fit on the last layer's vectors")
+    parser.add_argument("--reader", type=Path, help="the reader folder (default: the shipped one)")
     args = parser.parse_args()
     if args.cache and Path(args.cache).is_file():
         data = json.loads(Path(args.cache).read_text())
     else:
-        features = Features()
+        features = Features(args.reader, args.states)
         data = {"train": rows(features, TRAIN, args.train, args.seed), "dev": rows(features, DEV, 0, args.seed)}
         if args.cache:
             Path(args.cache).write_text(json.dumps(data))
@@ -162,22 +208,26 @@ def main() -> None:
     names = MODEL + TEXT
     report = {"train_questions": len(train), "dev_questions": len(dev)}
     per_question = {}  # each dev question's v2 score at the training sample's threshold
-    for label, columns in (("margin alone", [0]), ("model scores", list(range(len(MODEL)))),
-                           ("model and text", list(range(len(names))))):
+    ways = [("margin alone", [0], 0), ("model scores", list(range(len(MODEL))), 1.0),
+            ("model and text", list(range(len(names))), 1.0)]
+    if x_train.shape[1] > len(names):  # --states: one L2 per strength, all judged below
+        names = names + [f"state{k}" for k in range(x_train.shape[1] - len(names))]
+        ways += [(f"model, text and states, L2 {l2:g}", list(range(len(names))), l2) for l2 in (10.0, 100.0, 1000.0)]
+    for label, columns, l2 in ways:
         if columns == [0]:
             score_train, score_dev = x_train[:, 0], x_dev[:, 0]
         else:
-            model = fit(x_train[:, columns], y)
+            model = fit(x_train[:, columns], y, l2)
             score_train, score_dev = model(x_train[:, columns]), model(x_dev[:, columns])
         train_best, threshold = best_threshold(train, list(score_train))
         per_question[label] = np.array([overall([r], [s], threshold) for r, s in zip(dev, score_dev)])
-        report[label] = {"features": [names[c] for c in columns], "train_v2_overall": round(train_best, 4),
+        report[label] = {"features": [names[c] for c in columns][:len(MODEL + TEXT)], "train_v2_overall": round(train_best, 4),
                          "dev_v2_overall_at_train_threshold": round(overall(dev, list(score_dev), threshold), 4),
                          "dev_v2_overall_at_dev_best": round(best_threshold(dev, list(score_dev))[0], 4)}
     # Paired bootstrap over the dev questions: is the verifier better than the margin alone?
     rng = np.random.default_rng(args.seed)
     picks = rng.integers(0, len(dev), size=(2000, len(dev)))
-    for label in ("model scores", "model and text"):
+    for label in [label for label, _, _ in ways[1:]]:
         gain = per_question[label] - per_question["margin alone"]
         low, high = np.percentile(gain[picks].mean(axis=1), [2.5, 97.5])
         report[label]["dev_gain_over_margin_at_train_threshold"] = f"{gain.mean():+.4f} [{low:+.4f}, {high:+.4f}]"
