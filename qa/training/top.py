@@ -23,7 +23,8 @@ tells what it changed.
 Measured on two AVX2 cores: one layer trains at about 75 windows a second (2 epochs of the 34,316
 windows: 16 minutes, after 12 running the graph, as it ran before the graph was cut to what the
 states need); three layers at about 22 (the shipped run, 42,095 windows with the synthetic ones,
-1 epoch: 51 minutes in all); all six at 11.2 (1 epoch: 64 minutes, the states in 18 s). The
+1 epoch: 51 minutes in all); all six at 11.2 (1 epoch: 64 minutes, the states in 18 s); three
+with `--dropout 0.1` at about 14 (58 minutes in all, 9 of them for the states). The
 training state is saved every `--checkpoint-minutes` to `--work`/resume.pt; after a stop, the
 same command with `--resume` runs the graph over the windows again and carries on from there.
 """
