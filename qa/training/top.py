@@ -12,8 +12,8 @@ no dropout unless `--dropout` (on the attention weights and each sublayer's outp
 qa.training` makes them. The layers' matmul weights and the head are quantized back per channel,
 symmetric, as the export does, into the same graph: the embeddings, the layers below, the
 tokenizer and the graph's structure stay as they are. The written graph's own loss on the
-held-out windows must fall, or nothing is written. docs/measurements.md (fourteenth session)
-tells what it changed.
+held-out windows must fall, or nothing is written. docs/measurements.md (fourteenth to sixteenth
+sessions) tells what it changed and what was tried.
 
     python -m qa.training.top [--reader DIR] [--out DIR] [--layers 1] [--epochs 2] [--lr 5e-05]
                               [--synthetic-unanswerable RATE --synthetic-kind elsewhere] [--seed 14]
@@ -283,13 +283,12 @@ def fit_top(top, states: Sequence[np.ndarray], labels: Sequence[tuple[int, int]]
     cut once: every epoch shuffles the same batches.
 
     With `checkpoint` (a file), the whole training state (the layers, the optimizer, the
-    schedule, the step, the loss before) is saved there every `checkpoint_minutes` and once
+    schedule, the step, the loss before, torch's random state) is saved there every `checkpoint_minutes` and once
     trained, written aside and renamed, so a stop at any moment leaves the last whole state. With
     `resume`, a run carries on from it: the batches are drawn again from `seed` and those done
     are skipped, so on the same machine and threads the run ends as an uninterrupted one would
-    (elsewhere, float kernels may round otherwise); torch's random state, which dropout draws on, is
-    saved and restored with it. `run` names the data (the caller's
-    fingerprint); a checkpoint of another run or other settings is refused. The caller removes
+    (elsewhere, float kernels may round otherwise; dropout draws on the random state restored).
+    `run` names the data (the caller's fingerprint); a checkpoint of another run or other settings is refused. The caller removes
     the checkpoint once it has what it trained for."""
     import torch
 
@@ -321,7 +320,7 @@ def fit_top(top, states: Sequence[np.ndarray], labels: Sequence[tuple[int, int]]
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warm, max(0.0, (steps - step) / max(1, steps - warm))))
     fingerprint = {"run": run, "windows": len(states), "steps": steps, "lr": lr, "seed": seed, "batch": batch,
-                   "dropout": max((layer.dropout for layer in top.layers), default=0.0)}
+                   "dropout": top.layers[0].dropout}
     step, done_seconds, running = 0, 0.0, None
     if resume and checkpoint is not None and checkpoint.is_file():
         state = torch.load(checkpoint)
@@ -414,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="carry on from the last saved state in --work (same reader, data and settings)")
     p.add_argument("--date", default=None, help="date for the model card (default: today)")
     args = p.parse_args(argv)
+    if not 0.0 <= args.dropout < 1.0:  # else it would fail only at the first step, after the states
+        p.error(f"--dropout must be at least 0 and below 1, not {args.dropout:g}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     import torch
 
@@ -426,13 +427,15 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     train = config["training"]
     features, made = reader_windows(config, args.train, args.synthetic_unanswerable, args.synthetic_kind, args.seed)
-    # A checkpoint belongs to this reader's graph, these layers and these windows (not to how
-    # their files are spelt); a resume runs the graph over them again, minutes, not the run.
+    # A checkpoint belongs to this reader's graph, these layers, this dropout and these windows
+    # (not to how their files are spelt); a resume runs the graph over them again, minutes, not
+    # the run.
     digest = hashlib.sha256((reader / "model.onnx").read_bytes())
     digest.update(json.dumps([args.layers, args.dropout, [[list(f[0]), list(f[1]), f[2], f[3]] for f in features]]).encode())
     run, checkpoint = digest.hexdigest(), Path(args.work) / "resume.pt"
     if args.resume and checkpoint.is_file() and torch.load(checkpoint)["fingerprint"]["run"] != run:
-        print(f"{checkpoint}: a checkpoint of another reader, other layers or other windows", file=sys.stderr)
+        print(f"{checkpoint}: a checkpoint of another reader, other layers, another dropout or other windows",
+              file=sys.stderr)
         return 2
     model = onnx.load(str(reader / "model.onnx"))
     states = body_states(reader / "model.onnx", features, tensor=top_parts(model, args.layers)["input"])
