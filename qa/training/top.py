@@ -283,13 +283,14 @@ def fit_top(top, states: Sequence[np.ndarray], labels: Sequence[tuple[int, int]]
     cut once: every epoch shuffles the same batches.
 
     With `checkpoint` (a file), the whole training state (the layers, the optimizer, the
-    schedule, the step, the loss before, torch's random state) is saved there every `checkpoint_minutes` and once
-    trained, written aside and renamed, so a stop at any moment leaves the last whole state. With
-    `resume`, a run carries on from it: the batches are drawn again from `seed` and those done
-    are skipped, so on the same machine and threads the run ends as an uninterrupted one would
-    (elsewhere, float kernels may round otherwise; dropout draws on the random state restored).
-    `run` names the data (the caller's fingerprint); a checkpoint of another run or other settings is refused. The caller removes
-    the checkpoint once it has what it trained for."""
+    schedule, the step, the loss before, torch's random state) is saved there every
+    `checkpoint_minutes` and once trained, written aside and renamed, so a stop at any moment
+    leaves the last whole state. With `resume`, a run carries on from it: the batches are drawn
+    again from `seed` and those done are skipped, so on the same machine and threads the run ends
+    as an uninterrupted one would (elsewhere, float kernels may round otherwise; dropout draws on
+    the random state restored). `run` names the data (the caller's fingerprint); a checkpoint of
+    another run or other settings is refused. The caller removes the checkpoint once it has what
+    it trained for."""
     import torch
 
     functional = torch.nn.functional
