@@ -50,6 +50,7 @@ from tuning_holdout import decisions, per_question, rows_of  # noqa: E402
 
 SQUAD, NEWS, UNRELATED = (path.name for path in tuning.DEV_SETS[:3])
 HOLDOUT = tuning.ROOT / "data" / "news_holdout.jsonl"
+SQUAD_ANSWERABLE_F1 = 0.72  # issue 10's end-to-end target (its v2 overall one: 0.58)
 
 
 def news_targets(outcome: tuning.Outcome, f1: np.ndarray, answered: np.ndarray) -> bool:
@@ -108,12 +109,14 @@ def paired(label: str, rows: list[tuning.Row], result: dict, shipped_rows: list[
 
 
 def frontier(rows: list[tuning.Row]) -> None:
-    """The best SQuAD answerable F1 and v2 overall among hybrid settings that meet the targets."""
+    """The best SQuAD answerable F1 and v2 overall among hybrid settings that meet the news
+    targets, and the best v2 overall among those that also meet the end-to-end answerable F1
+    target (whether any setting meets every target of issue 10 that these rows can show)."""
     outcome = tuning.Outcome(rows)
     squad = outcome.set_of == outcome.sets.index(SQUAD)
     support, coverage, unmatched = (np.array([getattr(r, k) for r in rows]) for k in
                                     ("best_support", "coverage", "unmatched_names"))
-    best_f1, best_v2, met = None, None, 0
+    best_f1, best_v2, best_both, met = None, None, None, 0
     for weights, thresholds in tuning.blends():
         best, f1 = tuning.hybrid_scores(rows, weights)
         for gate, min_support, min_coverage, threshold in itertools.product(
@@ -128,10 +131,15 @@ def frontier(rows: list[tuning.Row]) -> None:
                                            min_coverage=min_coverage, max_unmatched_names=gate))
             best_f1 = max(best_f1 or figures, figures, key=lambda f: f[0])
             best_v2 = max(best_v2 or figures, figures, key=lambda f: f[1])
+            if figures[0] >= SQUAD_ANSWERABLE_F1:
+                best_both = max(best_both or figures, figures, key=lambda f: f[1])
     print(f"== frontier: {met} hybrid settings meet every news target")
-    for label, figures in (("best answerable F1", best_f1), ("best v2 overall", best_v2)):
+    for label, figures in (("best answerable F1", best_f1), ("best v2 overall", best_v2),
+                           (f"best v2 overall with answerable F1 >= {SQUAD_ANSWERABLE_F1}", best_both)):
         if figures:
             print(f"  {label}: SQuAD answerable F1 {figures[0]:.3f}, v2 overall {figures[1]:.3f}, {figures[2]}")
+        else:
+            print(f"  {label}: none")
 
 
 def main(argv: list[str] | None = None) -> int:
