@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from annotated_types import Interval
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, StringConstraints
 from pydantic.json_schema import SkipJsonSchema
 
-from .records import ARTICLE_ID_PATTERN, DATE_PATTERN
+from .records import ARTICLE_ID_PATTERN, DATE_PATTERN, is_date
 
 # Holds a character that is not white space: the engine refuses a blank question as empty.
 NOT_BLANK = r"\S"
@@ -32,8 +32,14 @@ def _whole_number(value: object) -> object:
 
 
 
+def check_date(value: str) -> str:
+    if not is_date(value):
+        raise ValueError("not a day of the calendar")
+    return value
+
+
 ArticleId = Annotated[str, StringConstraints(pattern=ARTICLE_ID_PATTERN)]
-Date = Annotated[str, StringConstraints(pattern=DATE_PATTERN)]
+Date = Annotated[str, StringConstraints(pattern=DATE_PATTERN), AfterValidator(check_date)]
 # A field that is left out of the JSON when the article has no such value (never null).
 Absent = SkipJsonSchema[None]
 

@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from .errors import BadInput
-from .records import DATE_PATTERN, Article, check_article_id, valid_unicode
+from .records import Article, check_article_id, is_date, valid_unicode
 
 log = logging.getLogger(__name__)
 
 TEXT_SUFFIXES = (".txt", ".md")
-_DATE = re.compile(DATE_PATTERN)
 
 # A leading "date 2023-11-07" (as scraped pages often carry) gives the publication date.
 _LEADING_DATE = re.compile(r"\A\s*(?:date|published|posted)[:\s]+(\d{4}-\d{2}-\d{2})\b\s*", re.IGNORECASE)
@@ -75,8 +74,11 @@ def _read_file(path: Path) -> Iterator[Article]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise BadInput("not_utf8", f"{path}: not UTF-8 text (bad byte at offset {error.start})") from None
+    text = text.removeprefix("\ufeff")  # a byte-order mark some editors write: a marker, not text
     if suffix == ".jsonl":
-        for number, line in enumerate(text.splitlines(), 1):
+        # Lines end at "\n" alone: `splitlines` would also end one at a U+2028 or U+0085 that
+        # another tool left unescaped inside a JSON string.
+        for number, line in enumerate(text.split("\n"), 1):
             if line.strip():
                 try:
                     record = json.loads(line)
@@ -117,7 +119,7 @@ def make_article(record: object) -> Article:
             # JSON may carry a lone surrogate ("\ud800"), which SQLite cannot store.
             raise BadInput("bad_article", f"article {article_id!r}: '{key}' is not valid Unicode text")
     published = record.get("published") or None
-    if published is not None and not _DATE.fullmatch(published):
+    if published is not None and not is_date(published):
         raise BadInput("bad_article", f"article {article_id!r}: 'published' must be YYYY-MM-DD")
     return analyse(
         Article(
@@ -138,7 +140,7 @@ def analyse(article: Article) -> Article:
     published, source = article.published, article.source
 
     date = _LEADING_DATE.match(text)
-    if date:
+    if date and is_date(date.group(1)):
         excluded.append((date.start(), date.end()))
         published = published or date.group(1)
 

@@ -33,6 +33,10 @@ def export_articles(index: Settings | Path, file: Path) -> int:
     a line separator inside a text (U+2028) then cannot split a line of the file.
     """
     file = Path(file)
+    if file.is_dir():
+        raise BadInput("bad_path", f"{file} is a folder; name the file to write")
+    if not file.absolute().parent.is_dir():
+        raise BadInput("bad_path", f"{file.absolute().parent}: no such folder")
     store = open_stored(_settings(index))
     remove_abandoned_partials(file)
     partial = file.with_name(f".{file.name}.partial-{os.getpid()}")

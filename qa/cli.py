@@ -300,12 +300,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except QAError as error:
         print(f"qa: {error.message}", file=sys.stderr)
         return 2
+    except OSError as error:  # a path the system refuses (no such folder, a file where a folder goes, a port in use)
+        print(f"qa: {os_error_line(error)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("qa: interrupted", file=sys.stderr)
         return 130
     except Terminated:
         print("qa: terminated (SIGTERM); the index holds all of the interrupted write or none of it", file=sys.stderr)
         return 143
+
+
+def os_error_line(error: OSError) -> str:
+    """One line for an error of the file system or the network, with the path it concerns."""
+    line = error.strerror or str(error)
+    if error.filename is not None:
+        line += f": {error.filename}"
+    if error.filename2 is not None:
+        line += f" -> {error.filename2}"
+    return line
 
 
 # Commands that write to the index.

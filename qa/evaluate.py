@@ -91,16 +91,22 @@ def load_squad(path: Path) -> tuple[list[Article], list[Question]]:
     return articles, questions
 
 
+def json_lines(path: Path) -> list:
+    """The JSON values of a JSONL file, a line each. Lines end at "\\n" alone: `splitlines` would
+    also end one at U+2028 or U+0085 inside a JSON string, which other tools write unescaped."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+
+
 def load_news(path: Path) -> list[Question]:
     questions = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            item = json.loads(line)
-            article = item.get("article")
-            questions.append(
-                Question(item.get("id", str(len(questions))), item["question"], tuple(item.get("answers") or ()),
-                         Path(article).stem if article else None)
-            )
+    for item in json_lines(path):
+        article = item.get("article")
+        if not isinstance(item["question"], str):
+            raise TypeError(f"question {len(questions) + 1} is not a text")
+        questions.append(
+            Question(item.get("id", str(len(questions))), item["question"], tuple(item.get("answers") or ()),
+                     Path(article).stem if article else None)
+        )
     return questions
 
 
@@ -134,19 +140,40 @@ def evaluate_file(path: str | Path, settings: Settings, limit: int | None = None
     path = Path(path)
     if not path.is_file():
         raise BadInput("not_found", f"{path}: no such file")
+    if limit is not None and limit < 1:
+        raise BadInput("bad_limit", f"--limit {limit}: give at least 1 question")
+    questions, citations = read_set(path, limit)
     if reader:
         settings = dataclasses.replace(settings, reader=reader)
     with dev_engine(path, settings) as engine:
-        if path.suffix != ".json":
-            first = json.loads(next(l for l in path.read_text(encoding="utf-8").splitlines() if l.strip()))
-            if "kind" in first:
-                from .citescore import score_citations
+        if citations is not None:
+            from .citescore import score_citations
 
-                items = [json.loads(l) for l in path.read_text(encoding="utf-8").splitlines() if l.strip()][:limit]
-                return score_citations(engine.citation_finder, items)
-        questions = dev_questions(path)[:limit]
+            return score_citations(engine.citation_finder, citations)
         report = score_search(engine, questions) if search_only else score_questions(engine, questions, gold_passages)
         return {"file": str(path), "reader": engine.reader.name, **report}
+
+
+def read_set(path: Path, limit: int | None) -> tuple[list[Question], list[dict] | None]:
+    """The first `limit` questions of a dev set file, or its citation items (JSONL objects with a
+    "kind"), read before any index is built: a file that is neither is refused in one line."""
+    try:
+        if path.suffix != ".json":
+            items = json_lines(path)
+            if not items:
+                raise BadInput("bad_file", f"{path}: holds no questions")
+            if isinstance(items[0], dict) and "kind" in items[0]:
+                for item in items:
+                    if not isinstance(item.get("kind"), str) or not isinstance(item.get("text"), str):
+                        raise KeyError("a citation item needs a kind and a text")
+                return [], items[:limit]
+        questions = dev_questions(path)[:limit]
+    except (ValueError, KeyError, TypeError, AttributeError) as error:  # JSON and UTF-8 errors are ValueErrors
+        raise BadInput("bad_file", f"{path}: not a question set that qa eval reads "
+                       f"({type(error).__name__}: {str(error)[:200]})") from None
+    if not questions:
+        raise BadInput("bad_file", f"{path}: holds no questions")
+    return questions, None
 
 
 def score_search(engine: Engine, questions: list[Question]) -> dict:

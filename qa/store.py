@@ -168,6 +168,8 @@ class IndexStore:
             raise BadInput("bad_setting", f"QA_KEYWORD_SEARCH={keyword_search!r} is not one of {', '.join(KEYWORD_SEARCHES)}")
         self.keyword_search = keyword_search
         self.directory = Path(directory)
+        if self.directory.exists() and not self.directory.is_dir():
+            raise BadInput("bad_setting", f"the index folder {self.directory} is a file; set QA_INDEX_DIR to a folder")
         self.directory.mkdir(parents=True, exist_ok=True)
         self.manifest = {k: manifest[k] for k in sorted(manifest)}
         self.dimension = int(manifest["dimension"])

@@ -94,6 +94,15 @@ def test_articles_without_text_or_id_are_refused(client, body):
     assert client.get("/health").json()["articles"] == 5
 
 
+def test_a_day_that_is_not_in_the_calendar_is_refused_everywhere_a_date_goes_in(client):
+    # The YYYY-MM-DD pattern alone passes 2023-02-30, a date that sorts among real ones.
+    error_of(client.post("/articles", json={"id": "feb", "text": "Body.", "published": "2023-02-30"}), 400)
+    assert client.get("/health").json()["articles"] == 5
+    error_of(client.post("/ask", json={"question": "drones?", "published_from": "2023-02-30"}), 400)
+    error_of(client.get("/search", params={"q": "drones", "published_to": "2023-04-31"}), 400)
+    assert client.get("/search", params={"q": "drones", "published_to": "2024-02-29"}).status_code == 200
+
+
 def test_docs_are_served(client):
     assert client.get("/docs").status_code == 200
     assert "/ask" in client.get("/openapi.json").json()["paths"]

@@ -210,6 +210,19 @@ def test_settings_read_the_new_variables():
         Settings.from_env({"QA_ALLOW_OPEN": "perhaps"})
 
 
+@pytest.mark.parametrize("variable, value, message", [
+    ("QA_PORT", "99999", "out of range"), ("QA_PORT", "-1", "out of range"), ("QA_PASSAGES", "0", "out of range"),
+    ("QA_CANDIDATES", "0", "out of range"), ("QA_MAX_QUESTION_CHARS", "-1", "out of range"),
+    ("QA_FUSION", "bad", "not one of convex, rrf"),
+])
+def test_settings_out_of_their_range_are_refused_where_they_are_read(variable, value, message):
+    # Else they fail far from their cause: a port at bind, no passages as "no answer" to every
+    # question, an unknown fusion read as reciprocal ranks.
+    with pytest.raises(BadInput, match=f"{variable}='{value}' is {message}"):
+        Settings.from_env({variable: value})
+    assert Settings.from_env({"QA_PORT": "0", "QA_FUSION": "rrf", "QA_PASSAGES": "1"}).port == 0
+
+
 # -- the library's surface and the reference page -------------------------------------------------
 
 def test_the_public_names_exist():

@@ -56,6 +56,8 @@ def test_jsonl_fields(tmp_path):
     ({"text": "x"}, "needs an 'id'"),
     ({"id": "a", "text": "x", "published": "Jan 5"}, "YYYY-MM-DD"),
     ({"id": "a", "text": "x", "published": "2024-13-01"}, "YYYY-MM-DD"),
+    ({"id": "a", "text": "x", "published": "2023-02-29"}, "YYYY-MM-DD"),  # the pattern alone passes it
+    ({"id": "a", "text": "x", "published": "2024-04-31"}, "YYYY-MM-DD"),
     ({"id": "", "text": "x"}, "needs an 'id'"),
     ({"id": "tab\there", "text": "x"}, "needs an 'id'"),
     ({"id": "line\n", "text": "x"}, "needs an 'id'"),
@@ -71,6 +73,24 @@ def test_bad_records_are_refused(record, message):
 @pytest.mark.parametrize("article_id", ["Victoria_(Australia)", "a b/c", "Köln?x=1#frag", "x" * 512, "..", "東京"])
 def test_any_id_without_control_characters_is_taken(article_id):
     assert make_article({"id": article_id, "text": "Body."}).id == article_id
+
+
+def test_a_jsonl_line_ends_at_a_newline_only(tmp_path):
+    # Another tool's JSON may keep U+2028, U+0085 or U+001C unescaped inside a string; str.splitlines
+    # would cut the line there. A byte-order mark before the first line is no part of it.
+    path = tmp_path / "others.jsonl"
+    texts = ["First line.\u2028Second line.", "Next\x85line and \x1c a file separator."]
+    records = [json.dumps({"id": f"u{i}", "text": t, "published": "2024-02-29"}, ensure_ascii=False) for i, t in enumerate(texts)]
+    path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(records).encode("utf-8") + b"\r\n")
+    articles = read_paths([path])
+    assert [a.text for a in articles] == texts and [a.id for a in articles] == ["u0", "u1"]
+
+
+def test_a_byte_order_mark_is_not_part_of_a_text_file(tmp_path):
+    path = tmp_path / "bom.txt"
+    path.write_bytes(b"\xef\xbb\xbfBridge reopens\n\nThe bridge reopened on Monday.\n")
+    [article] = read_paths([path])
+    assert article.text.startswith("Bridge reopens") and article.title == "Bridge reopens"
 
 
 def test_bad_files_name_the_file(tmp_path):

@@ -93,6 +93,22 @@ def test_filter_flags(tmp_path, seed_index):
     assert bad.returncode != 0 and "YYYY-MM-DD" in bad.stderr and bad.stderr.count("\n") == 1
 
 
+@pytest.mark.sqlite_only  # qa backup copies a SQLite + FAISS folder
+def test_paths_the_system_refuses_get_one_line_not_a_traceback(tmp_path, seed_index):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    for args, index, said in (
+        (["export", str(tmp_path / "no" / "such" / "out.jsonl")], seed_index, "no such folder"),
+        (["export", str(tmp_path)], seed_index, "is a folder"),
+        (["search", "drones"], a_file, "is a file"),
+        (["backup", str(a_file / "under-a-file")], seed_index, "Not a directory"),
+    ):
+        result = run(args, index)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1 and said in result.stderr, result.stderr
+    assert not list(tmp_path.glob(".*partial*")) and a_file.read_text() == "not a folder"
+
+
 def test_serve_refuses_an_open_host_without_a_key(tmp_path):
     env = {"QA_HOST": "0.0.0.0", "QA_API_KEY": "", "QA_ALLOW_OPEN": ""}
     result = run(["serve"], tmp_path / "index", env_extra=env)

@@ -55,3 +55,23 @@ def test_a_citation_file_is_scored_as_citations(tmp_path):
 def test_a_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(BadInput, match="no such file"):
         evaluate_file(tmp_path / "absent.jsonl", make_settings(tmp_path / "unused"))
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"\xff\xfe not utf-8", "not a question set"),
+    (b'{"id": "a", "text": "an article, not a question"}\n', "not a question set"),
+    (b'{"question": 5}\n', "not a question set"),
+    (b'{"kind": "exact"}\n', "not a question set"),
+    (b"\n\n", "holds no questions"),
+])
+def test_a_file_that_is_no_question_set_is_refused_before_any_index_is_built(tmp_path, content, message, monkeypatch):
+    path = tmp_path / "set.jsonl"
+    path.write_bytes(content)
+    monkeypatch.setattr("qa.evaluate.dev_engine", None)  # reading the file must fail first
+    with pytest.raises(BadInput, match=message):
+        evaluate_file(path, make_settings(tmp_path / "unused"))
+
+
+def test_a_limit_below_one_is_refused(tmp_path):
+    with pytest.raises(BadInput, match="at least 1"):
+        evaluate_file(ROOT / "data" / "news_dev.jsonl", make_settings(tmp_path / "unused"), limit=0)
