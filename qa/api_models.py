@@ -32,14 +32,15 @@ def _whole_number(value: object) -> object:
 
 
 
-def check_date(value: str) -> str:
+def check_day(value: str) -> str:
     if not is_date(value):
         raise ValueError("not a day of the calendar")
     return value
 
 
 ArticleId = Annotated[str, StringConstraints(pattern=ARTICLE_ID_PATTERN)]
-Date = Annotated[str, StringConstraints(pattern=DATE_PATTERN), AfterValidator(check_date)]
+Date = Annotated[str, StringConstraints(pattern=DATE_PATTERN)]  # a bound: 2023-02-31 is the end of February
+Day = Annotated[str, StringConstraints(pattern=DATE_PATTERN), AfterValidator(check_day)]  # an article's date
 # A field that is left out of the JSON when the article has no such value (never null).
 Absent = SkipJsonSchema[None]
 
@@ -93,7 +94,7 @@ class ArticleIn(BaseModel):
     id: StrictStr = Field(pattern=ARTICLE_ID_PATTERN, description="1 to 512 characters, no control characters")
     text: StrictStr = Field(pattern=NOT_BLANK, description="the article's text, stored exactly as given")
     title: StrictStr | None = Field(default=None, description="found in the text when not given")
-    published: Date | None = Field(default=None, description="YYYY-MM-DD; found in a leading 'date 2023-11-07' when not given")
+    published: Day | None = Field(default=None, description="YYYY-MM-DD; found in a leading 'date 2023-11-07' when not given")
     source: StrictStr | None = Field(default=None, description="the outlet; found in a glued site name ('· RTE.ie') when not given")
     url: StrictStr | None = None
 

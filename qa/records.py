@@ -20,8 +20,8 @@ DATE_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
 
 
 def is_date(value: object) -> bool:
-    """Whether `value` is a day of the calendar written YYYY-MM-DD: the pattern alone passes
-    2023-02-30, which sorts between real dates and would never be published."""
+    """Whether `value` is a day of the calendar written YYYY-MM-DD, as an article's date must be:
+    the pattern alone passes 2023-02-30, which no article was published on."""
     if not isinstance(value, str) or not re.fullmatch(DATE_PATTERN, value):
         return False
     try:
@@ -157,7 +157,7 @@ class Filters:
     def __post_init__(self):
         for name in ("published_from", "published_to"):
             value = getattr(self, name)
-            if value is not None and not is_date(value):
+            if value is not None and (not isinstance(value, str) or not re.fullmatch(DATE_PATTERN, value)):
                 raise BadInput("bad_filter", f"{name} must be a date YYYY-MM-DD")
         if self.source is not None and (not isinstance(self.source, str) or not self.source or not valid_unicode(self.source)):
             raise BadInput("bad_filter", "source must be a non-empty string")
