@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from annotated_types import Interval
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, StringConstraints
 from pydantic.json_schema import SkipJsonSchema
 
-from .records import ARTICLE_ID_PATTERN, DATE_PATTERN, is_date
+from .records import ARTICLE_ID_PATTERN, DATE_PATTERN, DAY_PATTERN
 
 # Holds a character that is not white space: the engine refuses a blank question as empty.
 NOT_BLANK = r"\S"
@@ -32,15 +32,9 @@ def _whole_number(value: object) -> object:
 
 
 
-def check_day(value: str) -> str:
-    if not is_date(value):
-        raise ValueError("not a day of the calendar")
-    return value
-
-
 ArticleId = Annotated[str, StringConstraints(pattern=ARTICLE_ID_PATTERN)]
 Date = Annotated[str, StringConstraints(pattern=DATE_PATTERN)]  # a bound: 2023-02-31 is the end of February
-Day = Annotated[str, StringConstraints(pattern=DATE_PATTERN), AfterValidator(check_day)]  # an article's date
+Day = Annotated[str, StringConstraints(pattern=DAY_PATTERN)]  # an article's date: a day of the calendar
 # A field that is left out of the JSON when the article has no such value (never null).
 Absent = SkipJsonSchema[None]
 
@@ -94,7 +88,7 @@ class ArticleIn(BaseModel):
     id: StrictStr = Field(pattern=ARTICLE_ID_PATTERN, description="1 to 512 characters, no control characters")
     text: StrictStr = Field(pattern=NOT_BLANK, description="the article's text, stored exactly as given")
     title: StrictStr | None = Field(default=None, description="found in the text when not given")
-    published: Day | None = Field(default=None, description="YYYY-MM-DD; found in a leading 'date 2023-11-07' when not given")
+    published: Day | None = Field(default=None, description="YYYY-MM-DD, a day of the calendar; found in a leading 'date 2023-11-07' when not given")
     source: StrictStr | None = Field(default=None, description="the outlet; found in a glued site name ('· RTE.ie') when not given")
     url: StrictStr | None = None
 

@@ -75,6 +75,19 @@ def test_any_id_without_control_characters_is_taken(article_id):
     assert make_article({"id": article_id, "text": "Body."}).id == article_id
 
 
+def test_an_articles_date_is_a_day_of_the_calendar_as_datetime_knows_it():
+    import calendar
+
+    from qa.records import is_date
+
+    for year in (*range(1, 130), 1600, 1700, 1800, 1900, 2000, 2023, 2024, 2100, 2400, 9999):
+        for month in range(1, 13):
+            for day in range(1, 32):
+                text = f"{year:04d}-{month:02d}-{day:02d}"
+                assert is_date(text) == (day <= calendar.monthrange(year, month)[1]), text
+    assert not any(is_date(t) for t in ("2024-13-01", "2024-1-01", "24-01-01", "2024-01-01 ", None, 20240101))
+
+
 def test_a_jsonl_line_ends_at_a_newline_only(tmp_path):
     # Another tool's JSON may keep U+2028, U+0085 or U+001C unescaped inside a string; str.splitlines
     # would cut the line there. A byte-order mark before the first line is no part of it.
