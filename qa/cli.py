@@ -10,9 +10,10 @@ import json
 import logging
 import signal
 import sys
+from pathlib import Path
 from typing import Sequence
 
-from .errors import QAError
+from .errors import BadInput, QAError
 from .records import Filters
 from .settings import Settings, check_exposure
 
@@ -26,7 +27,13 @@ def _engine(settings: Settings):
 
 
 def _ready_engine(settings: Settings):
-    """An engine whose index holds at least the corpus (a first question builds it)."""
+    """An engine whose index holds at least the corpus (a first question builds it). With no
+    index and no corpus to build one from (qa run from another folder, a mistyped QA_INDEX_DIR),
+    a question is refused before any folder is made: an empty new index would answer nothing."""
+    local = settings.backend == "sqlite" or not settings.milvus_uri
+    if local and not Path(settings.index_dir).exists() and not Path(settings.corpus_dir).is_dir():
+        raise BadInput("no_index", f"no index in {settings.index_dir} and no articles in {settings.corpus_dir} to build one "
+                       "from; run qa in the project's folder, set QA_INDEX_DIR, or add articles with qa ingest")
     engine = _engine(settings)
     engine.build_if_empty()
     return engine

@@ -109,6 +109,14 @@ def test_paths_the_system_refuses_get_one_line_not_a_traceback(tmp_path, seed_in
     assert not list(tmp_path.glob(".*partial*")) and a_file.read_text() == "not a folder"
 
 
+def test_a_question_with_no_index_and_no_corpus_is_refused_and_makes_no_folder(tmp_path):
+    # qa run from another folder, or a mistyped QA_INDEX_DIR: an empty new index would answer nothing.
+    index = tmp_path / "mistyped" / "index"
+    result = run(["ask", "How many drones?"], index, env_extra={"QA_CORPUS_DIR": str(tmp_path / "no-corpus")})
+    assert result.returncode == 2 and "no index in" in result.stderr and result.stderr.count("\n") == 1
+    assert not (tmp_path / "mistyped").exists()
+
+
 def test_serve_refuses_an_open_host_without_a_key(tmp_path):
     env = {"QA_HOST": "0.0.0.0", "QA_API_KEY": "", "QA_ALLOW_OPEN": ""}
     result = run(["serve"], tmp_path / "index", env_extra=env)
