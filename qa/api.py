@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from . import api_models as models
 from .engine import MAX_OFFSET, Engine
 from .errors import QAError
-from .records import ARTICLE_ID_PATTERN, DATE_PATTERN, Answer, Article, ArticleSummary, Filters, Match, Passage
+from .records import ARTICLE_ID_PATTERN, DATE_PATTERN, DAY_PATTERN, Answer, Article, ArticleSummary, Filters, Match, Passage
 from .web import PAGE_PATHS, mount_page
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,14 @@ log = logging.getLogger(__name__)
 # Paths anyone may call when QA_API_KEY is set: the health check and the page's own files
 # (the page then asks for the key before its data calls).
 OPEN_PATHS = frozenset(("/health", *PAGE_PATHS))
+
+# What a value that fails a pattern should have been, in words (the pattern itself is in the schema).
+PATTERNS_SAID = {
+    DATE_PATTERN: "must be a date YYYY-MM-DD",
+    DAY_PATTERN: "must be a day of the calendar, YYYY-MM-DD",
+    ARTICLE_ID_PATTERN: "must be 1 to 512 characters, none of them a control character",
+    models.NOT_BLANK: "must hold a character that is not white space",
+}
 
 # What each error status means; every endpoint declares the ones it can give, with the error body.
 ERRORS = {
@@ -218,11 +226,18 @@ def create_app(engine: Engine) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError):
-        first = error.errors()[0] if error.errors() else {}
+        errors = list(error.errors())
+        # POST /articles takes one article or a batch (a union: locations start with the form's
+        # name). Judge a body by the form it fits: the errors of a form that misses one of its own
+        # fields go while another form's remain, so {"articles": []} hears of the empty batch.
+        unfit = {e["loc"][:2] for e in errors if e.get("type") == "missing" and len(e.get("loc", ())) == 3}
+        errors = [e for e in errors if e.get("loc", ())[:2] not in unfit] or errors
+        first = errors[0] if errors else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path"))
         if first.get("type") == "json_invalid":
             return _error(400, "bad_json", "the request body is not valid JSON")
-        message = f"{where}: {first.get('msg', 'invalid')}" if where else first.get("msg", "invalid request")
+        said = PATTERNS_SAID.get((first.get("ctx") or {}).get("pattern"), first.get("msg", "invalid"))
+        message = f"{where}: {said}" if where else first.get("msg", "invalid request")
         return _error(400, "bad_request", message)
 
     @app.exception_handler(StarletteHTTPException)

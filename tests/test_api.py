@@ -94,6 +94,17 @@ def test_articles_without_text_or_id_are_refused(client, body):
     assert client.get("/health").json()["articles"] == 5
 
 
+@pytest.mark.parametrize("body, said", [
+    ({"articles": []}, "ArticleBatch.articles: List should have at least 1 item"),  # not the single form's "id"
+    ({"articles": [{"text": "x"}]}, "ArticleBatch.articles.0.id: Field required"),
+    ({"text": "no id"}, "ArticleIn.id: Field required"),
+    ({"id": "x", "text": "  "}, "ArticleIn.text: must hold a character that is not white space"),
+    ({"id": "x", "text": "t", "published": "2023-02-30"}, "ArticleIn.published: must be a day of the calendar, YYYY-MM-DD"),
+])
+def test_a_refused_article_hears_what_is_wrong_with_the_form_it_was_sent_in(client, body, said):
+    assert error_of(client.post("/articles", json=body), 400)["message"].startswith(said)
+
+
 def test_an_article_dated_a_day_that_is_not_in_the_calendar_is_refused(client):
     # The YYYY-MM-DD pattern alone passes 2023-02-30. A filter bound may say it (the end of
     # February: bounds compare as text), an article's date may not.
