@@ -76,23 +76,29 @@ def _read_file(path: Path) -> Iterator[Article]:
         raise BadInput("not_utf8", f"{path}: not UTF-8 text (bad byte at offset {error.start})") from None
     text = text.removeprefix("\ufeff")  # a byte-order mark some editors write: a marker, not text
     if suffix == ".jsonl":
-        # Lines end at "\n" alone: `splitlines` would also end one at a U+2028 or U+0085 that
-        # another tool left unescaped inside a JSON string.
-        for number, line in enumerate(text.split("\n"), 1):
-            if line.strip():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise BadInput("bad_jsonl", f"{path}:{number}: not valid JSON ({error.msg})") from None
-                try:
-                    yield make_article(record)
-                except BadInput as error:
-                    raise BadInput(error.code, f"{path}:{number}: {error.message}") from None
+        for number, line in jsonl_lines(text):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise BadInput("bad_jsonl", f"{path}:{number}: not valid JSON ({error.msg})") from None
+            try:
+                yield make_article(record)
+            except BadInput as error:
+                raise BadInput(error.code, f"{path}:{number}: {error.message}") from None
     else:
         try:
             yield make_article({"id": path.stem, "text": text})
         except BadInput as error:
             raise BadInput(error.code, f"{path}: {error.message}") from None
+
+
+def jsonl_lines(text: str) -> Iterator[tuple[int, str]]:
+    """The lines of a JSONL text that are not blank, numbered from 1. Lines end at "\\n" alone:
+    `splitlines` would also end one at a U+2028, U+0085 or U+001C that another tool left
+    unescaped inside a JSON string."""
+    for number, line in enumerate(text.split("\n"), 1):
+        if line.strip():
+            yield number, line
 
 
 def make_article(record: object) -> Article:

@@ -24,6 +24,7 @@ from typing import Iterator
 
 import numpy as np
 
+from .articles import analyse, jsonl_lines
 from .engine import Engine
 from .errors import BadInput
 from .records import Article, Passage
@@ -92,9 +93,9 @@ def load_squad(path: Path) -> tuple[list[Article], list[Question]]:
 
 
 def json_lines(path: Path) -> list:
-    """The JSON values of a JSONL file, a line each. Lines end at "\\n" alone: `splitlines` would
-    also end one at U+2028 or U+0085 inside a JSON string, which other tools write unescaped."""
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+    """The JSON values of a JSONL file, a line each (as `qa.articles.jsonl_lines` cuts them)."""
+    text = path.read_text(encoding="utf-8").removeprefix("\ufeff")
+    return [json.loads(line) for _, line in jsonl_lines(text)]
 
 
 def load_news(path: Path) -> list[Question]:
@@ -120,8 +121,6 @@ def dev_engine(path: Path, settings: Settings, **engine_args) -> Iterator[Engine
         engine = Engine(dataclasses.replace(settings, index_dir=Path(directory), milvus_uri=""), **engine_args)
         try:
             if path.suffix == ".json":
-                from .articles import analyse
-
                 engine.ingest([analyse(a) for a in load_squad(path)[0]])
             else:
                 engine.ingest_paths([settings.corpus_dir])

@@ -65,6 +65,9 @@ class Settings:
     allow_open: bool = _setting(False, "1 lets the service listen beyond loopback (QA_HOST) without QA_API_KEY", "QA_ALLOW_OPEN")
     max_body_bytes: int = _setting(10_485_760, "largest request body accepted, in bytes (10 MB); 413 beyond", "QA_MAX_BODY_BYTES")
 
+    def __post_init__(self):
+        _check_bounds(self)  # environment, keyword overrides and dataclasses.replace alike
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
         """Defaults, then environment variables, then explicit keyword overrides."""
@@ -120,13 +123,17 @@ def _convert(f: dataclasses.Field, raw: str):
         return _BOOLEANS[raw.strip().lower()]
     kind = f.type if isinstance(f.type, type) else {"Path": Path, "int": int, "str": str, "float": float}[str(f.type)]
     try:
-        value = kind(raw)
+        return kind(raw)
     except ValueError:
         raise BadInput("bad_setting", f"{f.metadata['env']}={raw!r} is not a valid {kind.__name__}") from None
-    least, most, one_of = f.metadata["least"], f.metadata["most"], f.metadata["one_of"]
-    if one_of and value not in one_of:
-        raise BadInput("bad_setting", f"{f.metadata['env']}={raw!r} is not one of {', '.join(one_of)}")
-    if (least is not None and value < least) or (most is not None and value > most):
-        bounds = f"at least {least}" if most is None else f"from {least} to {most}"
-        raise BadInput("bad_setting", f"{f.metadata['env']}={raw!r} is out of range ({bounds})")
-    return value
+
+
+def _check_bounds(settings: Settings) -> None:
+    """Refuse a value outside its setting's `least`, `most` or `one_of`, however it was given."""
+    for f in dataclasses.fields(settings):
+        value, least, most, one_of = getattr(settings, f.name), f.metadata["least"], f.metadata["most"], f.metadata["one_of"]
+        if one_of and value not in one_of:
+            raise BadInput("bad_setting", f"{f.metadata['env']}='{value}' is not one of {', '.join(one_of)}")
+        if (least is not None and value < least) or (most is not None and value > most):
+            bounds = f"at least {least}" if most is None else f"from {least} to {most}"
+            raise BadInput("bad_setting", f"{f.metadata['env']}='{value}' is out of range ({bounds})")

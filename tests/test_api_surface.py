@@ -221,6 +221,8 @@ def test_settings_out_of_their_range_are_refused_where_they_are_read(variable, v
     with pytest.raises(BadInput, match=f"{variable}='{value}' is {message}"):
         Settings.from_env({variable: value})
     assert Settings.from_env({"QA_PORT": "0", "QA_FUSION": "rrf", "QA_PASSAGES": "1"}).port == 0
+    with pytest.raises(BadInput, match="QA_PASSAGES='0' is out of range"):
+        dataclasses.replace(Settings(), passages=0)  # Python callers too
 
 
 # -- the library's surface and the reference page -------------------------------------------------
